@@ -1,0 +1,1 @@
+"""Data: raw-layout readers, label unification, SynthDrivers, the prepare step and loaders."""

@@ -1,0 +1,123 @@
+"""Lightning DataModule over a prepared dataset: images resized to the backbone's input size.
+
+Batches are dicts (``image``, ``label``, ``image_id``, and ``mask`` when asked for) so that
+callbacks can join everything they compute back to meta.csv by ``image_id``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torchvision.transforms import v2
+
+from .prepared import PreparedDataset
+
+
+def image_transform(
+    size: int, mean: tuple[float, ...], std: tuple[float, ...], augment: bool = False
+) -> v2.Compose:
+    """PIL/uint8 image -> normalised float tensor at ``size``x``size``.
+
+    No horizontal flips even with ``augment``: left/right activities are mirror images.
+    """
+    ops: list = [v2.ToImage(), v2.Resize((size, size), antialias=True)]
+    if augment:
+        ops += [v2.RandomAffine(degrees=5, translate=(0.05, 0.05)), v2.ColorJitter(0.2, 0.2, 0.2)]
+    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    return v2.Compose(ops)
+
+
+class PreparedImages(Dataset):
+    """One split of a prepared dataset."""
+
+    def __init__(
+        self,
+        data: PreparedDataset,
+        split: str,
+        transform: v2.Compose,
+        with_masks: bool = False,
+    ) -> None:
+        self.data, self.split, self.transform = data, split, transform
+        self.frame = data.split_frame(split)
+        self.with_masks = with_masks
+        self.paths = [data.image_path(i) for i in self.frame["image_id"]]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, i: int) -> dict:
+        image_id = self.frame.at[i, "image_id"]
+        with Image.open(self.paths[i]) as im:
+            image = self.transform(im.convert("RGB"))
+        item = {"image": image, "label": int(self.frame.at[i, "label"]), "image_id": image_id}
+        if self.with_masks:
+            size = image.shape[-2:]
+            with Image.open(self.data.mask_path(image_id)) as m:
+                mask = m.convert("L").resize(size[::-1], Image.NEAREST)
+            item["mask"] = torch.from_numpy(np.asarray(mask) > 127)
+        return item
+
+
+class PreparedDataModule(pl.LightningDataModule):
+    """Train/val/test loaders of one prepared dataset."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        image_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        batch_size: int = 32,
+        num_workers: int = 0,
+        sampler: str = "none",
+        augment: bool = False,
+    ) -> None:
+        super().__init__()
+        if sampler not in ("none", "weighted"):
+            raise ValueError(f"data.sampler must be 'none' or 'weighted', got {sampler!r}")
+        self.data = PreparedDataset.open(root, hint="run `python -m sage.prepare` first")
+        self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.sampler, self.augment = sampler, augment
+        self._sets: dict[str, PreparedImages] = {}
+
+    @property
+    def classes(self) -> list[str]:
+        return self.data.classes
+
+    def dataset(self, split: str, with_masks: bool = False) -> PreparedImages:
+        key = f"{split}{'+masks' if with_masks else ''}"
+        if key not in self._sets:
+            tf = image_transform(self.image_size, self.mean, self.std, self.augment and split == "train")
+            self._sets[key] = PreparedImages(self.data, split, tf, with_masks)
+        return self._sets[key]
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        ds = self.dataset(split)
+        sampler = None
+        if shuffle and self.sampler == "weighted":
+            # meta.csv weights balance many-to-one merged classes (see sage.data.labels)
+            weights = torch.as_tensor(ds.frame["weight"].to_numpy(), dtype=torch.double)
+            sampler, shuffle = WeightedRandomSampler(weights, len(ds), replacement=True), False
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

@@ -1,0 +1,103 @@
+"""The prepared-dataset directory (DESIGN §2.3): paths, loading and validation.
+
+A prepared dataset is written once by the prepare step and only read afterwards; this module
+is the single place that knows its layout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import SageError
+
+SPLITS = ("train", "val", "test")
+META_COLUMNS = [
+    "image_id",
+    "split",
+    "label",
+    "label_name",
+    "source_label",
+    "source_path",
+    "subject",
+    "group",
+    "bbox",
+    "fg_fraction",
+    "weight",
+]
+
+
+def dataset_dirname(name: str, variant: str) -> str:
+    """Canonical directory name ``<dataset>-<variant>``."""
+    return f"{name}-{variant}"
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """Read access to one prepared dataset directory."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, root: str | Path, *, hint: str = "") -> PreparedDataset:
+        root = Path(root)
+        missing = [f for f in ("meta.csv", "classes.json", "index") if not (root / f).exists()]
+        if missing:
+            raise SageError(
+                f"prepared dataset {root} is missing {', '.join(missing)}"
+                + (f"; {hint}" if hint else "")
+            )
+        return cls(root.resolve())
+
+    @cached_property
+    def classes(self) -> list[str]:
+        return list(json.loads((self.root / "classes.json").read_text())["classes"])
+
+    @cached_property
+    def class_names(self) -> list[str]:
+        data = json.loads((self.root / "classes.json").read_text())
+        return list(data.get("names", data["classes"]))
+
+    @cached_property
+    def meta(self) -> pd.DataFrame:
+        return pd.read_csv(self.root / "meta.csv", dtype={"image_id": str, "subject": str})
+
+    @cached_property
+    def summary(self) -> dict:
+        path = self.root / "summary.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def ids(self, split: str) -> list[str]:
+        if split not in SPLITS:
+            raise SageError(f"unknown split {split!r}; expected one of {SPLITS}")
+        path = self.root / "index" / f"{split}.txt"
+        if not path.exists():
+            raise SageError(f"{path} does not exist")
+        return [line for line in path.read_text().splitlines() if line]
+
+    def split_frame(self, split: str) -> pd.DataFrame:
+        """meta.csv rows of ``split`` in index order; an empty split is an error."""
+        ids = self.ids(split)
+        if not ids:
+            raise SageError(f"split {split!r} of {self.root} is empty")
+        meta = self.meta.set_index("image_id")
+        unknown = [i for i in ids if i not in meta.index]
+        if unknown:
+            raise SageError(f"index/{split}.txt of {self.root} lists ids not in meta.csv: {unknown[:3]}")
+        return meta.loc[ids].reset_index()
+
+    def image_path(self, image_id: str) -> Path:
+        matches = list((self.root / "images").glob(f"{image_id}.*"))
+        if not matches:
+            raise SageError(f"no image for {image_id!r} in {self.root / 'images'}")
+        return matches[0]
+
+    def mask_path(self, image_id: str) -> Path:
+        return self.root / "masks" / f"{image_id}.png"
+
+    def parts_path(self, image_id: str) -> Path:
+        return self.root / "parts" / f"{image_id}.png"

@@ -1,0 +1,5 @@
+"""Figures (matplotlib, Agg backend): one module per kind of figure."""
+
+import matplotlib
+
+matplotlib.use("Agg")

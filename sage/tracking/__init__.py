@@ -1,0 +1,1 @@
+"""MLflow tracking: what every run records beside Lightning's own metric logging."""

@@ -1,0 +1,1 @@
+"""Training: the classification LightningModule, checkpoint loading and training callbacks."""
