@@ -1,7 +1,8 @@
-"""Prepare task: ``python -m sage.prepare dataset=<name>/<variant>`` writes prepared datasets.
+"""Prepare task: ``python -m sage.prepare dataset=<name>/<variant> [masker=...]``.
 
-Re-running makes a new timestamped run under ``<prepared_root>/runs/`` and moves the
-canonical symlink; the previous run is left untouched.
+One masker pass per image writes all configured variants (full, bbox, seg, bboxseg). Re-running
+makes a new timestamped run under ``<prepared_root>/runs/`` and moves the canonical symlinks;
+earlier runs are left untouched.
 """
 
 from __future__ import annotations
@@ -17,10 +18,18 @@ from .data.preparation import prepare_dataset
 
 def run(cfg: DictConfig) -> dict[str, Path]:
     ds = OmegaConf.to_container(cfg.dataset, resolve=True)
-    variants = list(cfg.prepare.variants or [ds["variant"]])
-    out = prepare_dataset(ds, variants=variants, show_progress=cfg.prepare.progress)
+    out = prepare_dataset(
+        ds,
+        variants=list(cfg.prepare.variants),
+        masker=OmegaConf.to_container(cfg.masker, resolve=True),
+        margin=cfg.prepare.margin,
+        fill=list(cfg.prepare.fill),
+        batch_size=cfg.prepare.batch_size,
+        show_progress=cfg.prepare.progress,
+    )
     for variant, path in out.items():
-        print(f"prepared {ds['name']}-{variant}: {path} -> {path.resolve()}")
+        summary = path / "summary.json"
+        print(f"prepared {ds['name']}-{variant}: {path} -> {path.resolve()} ({summary})")
     return out
 
 

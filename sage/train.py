@@ -1,4 +1,4 @@
-"""Training task: ``run(cfg)`` trains one classifier on one prepared dataset and tracks it in MLflow.
+"""Training task: ``run(cfg)`` trains one classifier on one prepared dataset, tracked in MLflow.
 
 Called by the thin ``train.py`` Hydra entry point; tests call it directly with composed
 configs. Returns the final metrics so sweeps and tests can read them without MLflow.
@@ -88,13 +88,25 @@ def run(cfg: DictConfig) -> dict[str, float]:
     set_tags(logger, {"model_fingerprint_final": model_fingerprint(net)})
 
     if cfg.get("test_after_fit") and not trainer.fast_dev_run:
-        ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
+        ckpt = (
+            "best"
+            if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
+            else None
+        )
         trainer.test(module, datamodule=dm, ckpt_path=ckpt)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-        set_tags(logger, {"model_fingerprint_tested": model_fingerprint(net), "tested_checkpoint": ckpt or "last"})
+        set_tags(
+            logger,
+            {
+                "model_fingerprint_tested": model_fingerprint(net),
+                "tested_checkpoint": ckpt or "last",
+            },
+        )
 
     out = Path(cfg.paths.output_dir)
     for stage, matrix in module.confusion.items():
-        fig = plot_confusion(matrix.numpy(), dm.classes, out / f"confusion_{stage}.png", f"{stage}: {cfg.model.name}")
+        fig = plot_confusion(
+            matrix.numpy(), dm.classes, out / f"confusion_{stage}.png", f"{stage}: {cfg.model.name}"
+        )
         log_file(logger, fig, "figures")
     return metrics

@@ -93,7 +93,9 @@ class PreparedDataModule(pl.LightningDataModule):
     def dataset(self, split: str, with_masks: bool = False) -> PreparedImages:
         key = f"{split}{'+masks' if with_masks else ''}"
         if key not in self._sets:
-            tf = image_transform(self.image_size, self.mean, self.std, self.augment and split == "train")
+            tf = image_transform(
+                self.image_size, self.mean, self.std, self.augment and split == "train"
+            )
             self._sets[key] = PreparedImages(self.data, split, tf, with_masks)
         return self._sets[key]
 

@@ -33,5 +33,5 @@ def ensure_prepared(ds: Mapping, variant: str | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f".{ds['name']}.lock")):
         if not (link / "meta.csv").exists():  # another job may have prepared it meanwhile
-            prepare_dataset(ds, variants=ds.get("prepare_variants") or [variant])
+            prepare_dataset(ds)  # all four variants from one pass, like `sage.prepare`
     return link

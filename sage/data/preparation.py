@@ -1,8 +1,10 @@
-"""The prepare step: raw layout -> label mapping -> splits -> prepared dataset (DESIGN §2.3).
+"""The prepare step: raw layout -> labels -> splits -> one masker pass -> four variants (§2.3).
 
 Each call writes a new timestamped run directory and then moves the canonical
-``<prepared_root>/<dataset>-<variant>`` symlink to it, so a prepared dataset is never
-modified after it is written and re-running prepare is safe.
+``<prepared_root>/<dataset>-<variant>`` symlinks to it, so a prepared dataset is never
+modified after it is written and re-running prepare is safe. Every image the masker cannot
+segment (or that cannot be decoded) is left out of *all* variants, so they share image_ids
+and splits, and is listed in ``summary.json`` with the reason.
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import SageError
+from ..maskers import Masker, build_masker, mask_box
+from ..plots.mosaics import class_distribution, class_mosaic
+from .annotations import mask_polygon, via_entry, yolo_box_line, yolo_polygon_line
 from .labels import load_mapping
 from .prepared import META_COLUMNS, SPLITS, dataset_dirname
 from .readers import read_raw, source_labels
 from .splits import assign_splits
 from .synth import SynthConfig, generate
+from .variants import IMAGENET_FILL, VARIANTS, Sample, make_variants
 
 MAX_EXAMPLES = 20  # paths listed per skip reason in summary.json
+MOSAIC_EXAMPLES = 4
 
 
 def ensure_raw(ds: Mapping) -> Path:
@@ -47,25 +54,6 @@ def ensure_raw(ds: Mapping) -> Path:
     return raw_root
 
 
-def _load_rgb(path: str) -> np.ndarray:
-    with Image.open(path) as im:
-        im.load()  # decode now so a truncated file fails here, not later in training
-        return np.asarray(im.convert("RGB"))
-
-
-def _load_mask(path: str, shape: tuple[int, int]) -> np.ndarray:
-    with Image.open(path) as im:
-        mask = np.asarray(im.convert("L")) > 127
-    if mask.shape != shape:
-        raise ValueError(f"mask size {mask.shape[::-1]} differs from image size {shape[::-1]}")
-    return mask
-
-
-def _bbox(mask: np.ndarray) -> str:
-    ys, xs = np.nonzero(mask)
-    return f"{xs.min()} {ys.min()} {xs.max() + 1} {ys.max() + 1}"
-
-
 class SkipLog:
     """Images left out of the prepared dataset, by reason, with example paths."""
 
@@ -83,23 +71,107 @@ class SkipLog:
         return {r: {"count": n, "examples": self.examples[r]} for r, n in self.counts.items()}
 
 
-def _write_variant_dir(out: Path, rows: pd.DataFrame, classes: list[str], names: list[str]) -> None:
-    (out / "index").mkdir(parents=True, exist_ok=True)
-    rows[META_COLUMNS].to_csv(out / "meta.csv", index=False)
-    for split in SPLITS:
-        ids = rows.loc[rows["split"] == split, "image_id"]
-        (out / "index" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
-    (out / "classes.json").write_text(json.dumps({"classes": classes, "names": names}, indent=2))
+def _load_rgb(path: str) -> np.ndarray:
+    with Image.open(path) as im:
+        im.load()  # decode now so a truncated file fails here, not later in training
+        return np.asarray(im.convert("RGB"))
 
 
-def _point_symlink(link: Path, target: Path) -> None:
-    """Atomically (re)point ``link`` at ``target`` (relative, so the tree can move)."""
-    tmp = link.with_name(f".{link.name}.tmp{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(os.path.relpath(target, link.parent))
-    if link.exists() and not link.is_symlink():
-        raise SageError(f"{link} exists and is not a symlink; move it away")
-    os.replace(tmp, link)
+def _load_parts(path: object, shape: tuple[int, int]) -> np.ndarray | None:
+    if not isinstance(path, str):
+        return None
+    with Image.open(path) as im:
+        parts = np.asarray(im)
+    if parts.shape != shape:
+        raise ValueError(f"part labels {path} have size {parts.shape[::-1]}, image {shape[::-1]}")
+    return parts
+
+
+class _VariantWriter:
+    """Writes one variant's images, masks, parts and annotations; collects its meta rows."""
+
+    def __init__(self, out: Path, variant: str) -> None:
+        self.out, self.variant = out, variant
+        for sub in (
+            "images",
+            "masks",
+            "parts",
+            "annotations/yolo",
+            "annotations/yolo_seg",
+            "mosaics",
+        ):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        self.bbox: dict[str, str] = {}
+        self.fg_fraction: dict[str, float] = {}
+        self.via: dict[str, dict] = {}
+
+    def write(self, row, sample: Sample) -> None:
+        image_id = row.image_id
+        if self.variant == "full":  # keep the source bytes: no re-encoding loss
+            image_file = self.out / "images" / f"{image_id}{Path(row.source_path).suffix.lower()}"
+            shutil.copyfile(row.source_path, image_file)
+        else:  # PNG: a lossy codec would bleed the fill into the foreground edge
+            image_file = self.out / "images" / f"{image_id}.png"
+            Image.fromarray(sample.image).save(image_file)
+        Image.fromarray(sample.mask.astype(np.uint8) * 255).save(
+            self.out / "masks" / f"{image_id}.png"
+        )
+        if sample.parts is not None:
+            Image.fromarray(sample.parts).save(self.out / "parts" / f"{image_id}.png")
+        box, shape = mask_box(sample.mask), sample.mask.shape
+        polygon = mask_polygon(sample.mask)
+        (self.out / "annotations/yolo" / f"{image_id}.txt").write_text(yolo_box_line(box, shape))
+        if len(polygon) >= 3:
+            (self.out / "annotations/yolo_seg" / f"{image_id}.txt").write_text(
+                yolo_polygon_line(polygon, shape)
+            )
+        key, entry = via_entry(
+            image_file.name, image_file.stat().st_size, box, polygon, row.label_name
+        )
+        self.via[key] = entry
+        self.bbox[image_id] = " ".join(map(str, box))
+        self.fg_fraction[image_id] = float(sample.mask.mean())
+
+    def finish(
+        self, rows: pd.DataFrame, classes: list[str], names: list[str], summary: dict
+    ) -> None:
+        rows = rows.copy()
+        rows["bbox"] = rows["image_id"].map(self.bbox)
+        rows["fg_fraction"] = rows["image_id"].map(self.fg_fraction)
+        (self.out / "index").mkdir(exist_ok=True)
+        rows[META_COLUMNS].to_csv(self.out / "meta.csv", index=False)
+        for split in SPLITS:
+            ids = rows.loc[rows["split"] == split, "image_id"]
+            (self.out / "index" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+        (self.out / "classes.json").write_text(
+            json.dumps({"classes": classes, "names": names}, indent=2)
+        )
+        (self.out / "annotations/via.json").write_text(json.dumps(self.via))
+        fg = rows["fg_fraction"]
+        summary = {
+            **summary,
+            "variant": self.variant,
+            "n_images": len(rows),
+            "counts": _counts(rows),
+            "fg_pixel_fraction": {"mean": fg.mean(), "min": fg.min(), "max": fg.max()},
+            "fg_bg_pixel_ratio": float(fg.mean() / max(1e-12, 1 - fg.mean())),
+        }
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        self._mosaics(rows, dict(zip(classes, names, strict=True)))
+
+    def _mosaics(self, rows: pd.DataFrame, names: dict[str, str]) -> None:
+        examples = {
+            cls: [
+                next((self.out / "images").glob(f"{i}.*"))
+                for i in group["image_id"].head(MOSAIC_EXAMPLES)
+            ]
+            for cls, group in rows.sort_values(["split", "image_id"]).groupby(
+                "label_name", sort=True
+            )
+        }
+        title = f"{self.out.name} ({len(rows)} images)"
+        class_mosaic(examples, self.out / "mosaics" / "classes.png", title, names=names)
+        class_distribution(rows, self.out / "mosaics" / "distribution.png", title)
 
 
 def _counts(rows: pd.DataFrame) -> dict:
@@ -107,21 +179,41 @@ def _counts(rows: pd.DataFrame) -> dict:
     return {s: {c: int(n) for c, n in table[s].items()} for s in SPLITS if s in table.index}
 
 
+def _point_symlink(link: Path, target: Path) -> None:
+    """Atomically (re)point ``link`` at ``target`` (relative, so the tree can move)."""
+    if link.exists() and not link.is_symlink():
+        raise SageError(f"{link} exists and is not a symlink; move it away")
+    tmp = link.with_name(f".{link.name}.tmp{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(os.path.relpath(target, link.parent))
+    os.replace(tmp, link)
+
+
 def prepare_dataset(
     ds: Mapping,
     *,
-    variants: Sequence[str] = ("full",),
+    variants: Sequence[str] = VARIANTS,
+    masker: Masker | Mapping | None = None,
+    margin: float = 0.1,
+    fill: Sequence[int] = IMAGENET_FILL,
+    batch_size: int = 32,
     run_name: str | None = None,
     show_progress: bool = True,
 ) -> dict[str, Path]:
-    """Prepare dataset config ``ds``; return ``{variant: canonical path}``.
+    """Prepare dataset config ``ds`` in every variant; return ``{variant: canonical path}``.
 
     ``ds`` needs ``name``, ``reader``, ``raw_root``, ``mapping``, ``prepared_root`` and
-    ``split`` (see ``conf/dataset``); ``reader_options`` and ``synth`` are optional.
+    ``split`` (see ``conf/dataset``); ``reader_options`` and ``synth`` are optional. The masker
+    defaults to ``gt`` (masks shipped with the dataset).
     """
-    unknown = sorted(set(variants) - {"full"})
-    if unknown:
-        raise SageError(f"unknown variants {unknown}; this step writes: full")
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or not variants:
+        raise SageError(f"unknown variants {unknown or '[]'}; known: {list(VARIANTS)}")
+    masker_cfg = (
+        {"name": "gt"} if masker is None else dict(masker) if isinstance(masker, Mapping) else None
+    )
+    if masker_cfg is not None:
+        masker = build_masker(masker_cfg)
     raw_root = ensure_raw(ds)
     df = read_raw(ds["reader"], raw_root, **dict(ds.get("reader_options") or {}))
     reader_report = df.attrs.get("report", {})
@@ -134,74 +226,64 @@ def prepare_dataset(
             f"has {len(mapping.classes)} classes"
         )
     df, split_report = assign_splits(df, ds["split"])
+    rows = df.reset_index(drop=True)
 
     prepared_root = Path(ds["prepared_root"])
     run_name = run_name or time.strftime("prepare-%Y%m%d-%H%M%S") + f"-{time.time_ns() % 10**6:06d}"
     run_dir = prepared_root / "runs" / run_name
-    skips = SkipLog()
-    outs = {v: run_dir / dataset_dirname(ds["name"], v) for v in variants}
-    for out in outs.values():
-        for sub in ("images", "masks", "parts"):
-            (out / sub).mkdir(parents=True, exist_ok=True)
-
-    kept, bboxes, fg_fracs = [], [], []
-    rows = df.reset_index(drop=True)
-    for row in tqdm(rows.itertuples(), total=len(rows), desc=f"prepare {ds['name']}",
-                    disable=not show_progress):
-        try:
-            rgb = _load_rgb(row.source_path)
-        except Exception as err:  # PIL raises many types for corrupt files
-            skips.add("corrupt_image", row.source_path, f"{type(err).__name__}: {err}")
-            continue
-        mask = None
-        if isinstance(row.mask_path, str):
+    writers = {v: _VariantWriter(run_dir / dataset_dirname(ds["name"], v), v) for v in variants}
+    skips, kept = SkipLog(), []
+    progress = tqdm(total=len(rows), desc=f"prepare {ds['name']}", disable=not show_progress)
+    for start in range(0, len(rows), batch_size):
+        chunk, images = [], []
+        for row in rows.iloc[start : start + batch_size].itertuples():
             try:
-                mask = _load_mask(row.mask_path, rgb.shape[:2])
+                images.append(_load_rgb(row.source_path))
+                chunk.append(row)
+            except Exception as err:  # PIL raises many types for corrupt files
+                skips.add("corrupt_image", row.source_path, f"{type(err).__name__}: {err}")
+        results = masker(images, chunk) if chunk else []
+        for row, image, result in zip(chunk, images, results, strict=True):
+            if result.failure is not None:
+                reason, _, detail = result.failure.partition(": ")
+                skips.add(f"masker_{reason}", row.source_path, detail)
+                continue
+            try:
+                parts = _load_parts(row.parts_path, image.shape[:2])
             except Exception as err:
-                skips.add("bad_mask", row.mask_path, f"{type(err).__name__}: {err}")
+                skips.add("bad_parts", str(row.parts_path), f"{type(err).__name__}: {err}")
                 continue
-            if not mask.any():
-                skips.add("empty_foreground", row.source_path)
-                continue
-        for out in outs.values():
-            suffix = Path(row.source_path).suffix.lower()
-            shutil.copyfile(row.source_path, out / "images" / f"{row.image_id}{suffix}")
-            if mask is not None:
-                Image.fromarray((mask * 255).astype(np.uint8)).save(out / "masks" / f"{row.image_id}.png")
-            if isinstance(row.parts_path, str):
-                shutil.copyfile(row.parts_path, out / "parts" / f"{row.image_id}.png")
-        kept.append(row.Index)
-        bboxes.append(_bbox(mask) if mask is not None else "")
-        fg_fracs.append(float(mask.mean()) if mask is not None else float("nan"))
+            sample = Sample(image, result.mask, parts)
+            produced = make_variants(sample, result.box, tuple(variants), margin, tuple(fill))
+            for variant, out in produced.items():
+                writers[variant].write(row, out)
+            kept.append(row.Index)
+        progress.update(len(rows.iloc[start : start + batch_size]))
+    progress.close()
 
-    rows = rows.loc[kept].copy()
-    rows["bbox"], rows["fg_fraction"] = bboxes, fg_fracs
+    rows = rows.loc[kept]
     if rows.empty:
-        raise SageError(f"no usable image in {raw_root}; skipped: {skips.counts}")
-    fg = rows["fg_fraction"].dropna()
-    for variant, out in outs.items():
-        _write_variant_dir(out, rows, mapping.classes, [mapping.unified[c] for c in mapping.classes])
-        summary = {
-            "dataset": ds["name"],
-            "variant": variant,
-            "raw_root": str(raw_root),
-            "n_images": len(rows),
-            "counts": _counts(rows),
-            "reader": reader_report,
-            "mapping": {"name": mapping.name, **mapping_report, "reverse": mapping.reverse},
-            "splits": split_report,
-            "skipped": skips.as_dict(),
-            "fg_pixel_fraction": {"mean": float(fg.mean()), "min": float(fg.min()),
-                                  "max": float(fg.max())} if len(fg) else None,
-            "fg_bg_pixel_ratio": float(fg.mean() / (1 - fg.mean())) if len(fg) else None,
-            "config": json.loads(json.dumps(dict(ds), default=str)),
-            "seed": ds["split"].get("seed", 0),
-        }
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    return {v: _link(prepared_root, ds["name"], v, out) for v, out in outs.items()}
-
-
-def _link(prepared_root: Path, name: str, variant: str, out: Path) -> Path:
-    link = prepared_root / dataset_dirname(name, variant)
-    _point_symlink(link, out)
-    return link
+        raise SageError(
+            f"no usable image in {raw_root} (masker {masker.name}); skipped: {skips.counts}"
+        )
+    summary = {
+        "dataset": ds["name"],
+        "raw_root": str(raw_root),
+        "reader": reader_report,
+        "mapping": {**mapping_report, "reverse": mapping.reverse},
+        "splits": split_report,
+        "masker": masker_cfg or {"name": masker.name},
+        "variant_options": {"margin": margin, "fill": list(fill)},
+        "skipped": skips.as_dict(),
+        "n_skipped": sum(skips.counts.values()),
+        "config": json.loads(json.dumps(dict(ds), default=str)),
+        "seed": ds["split"].get("seed", 0),
+    }
+    classes = mapping.classes
+    names = [mapping.unified[c] for c in classes]
+    links = {}
+    for variant, writer in writers.items():
+        writer.finish(rows, classes, names, summary)
+        links[variant] = prepared_root / dataset_dirname(ds["name"], variant)
+        _point_symlink(links[variant], writer.out)
+    return links

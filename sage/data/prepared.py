@@ -87,7 +87,9 @@ class PreparedDataset:
         meta = self.meta.set_index("image_id")
         unknown = [i for i in ids if i not in meta.index]
         if unknown:
-            raise SageError(f"index/{split}.txt of {self.root} lists ids not in meta.csv: {unknown[:3]}")
+            raise SageError(
+                f"index/{split}.txt of {self.root} lists ids not in meta.csv: {unknown[:3]}"
+            )
         return meta.loc[ids].reset_index()
 
     def image_path(self, image_id: str) -> Path:

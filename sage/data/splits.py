@@ -31,7 +31,9 @@ def _holdout(groups: list[str], cfg: Mapping) -> dict[str, str]:
         n_test = round(len(groups) * float(cfg.get("test_fraction", 0.2)))
         n_val = round(len(groups) * float(cfg.get("val_fraction", 0.2)))
         if len(groups) - n_test - n_val < 1:
-            raise SageError(f"{len(groups)} groups are too few for the requested val/test fractions")
+            raise SageError(
+                f"{len(groups)} groups are too few for the requested val/test fractions"
+            )
         test, val = set(order[:n_test]), set(order[n_test : n_test + n_val])
     return {g: "test" if g in test else "val" if g in val else "train" for g in groups}
 
@@ -73,9 +75,13 @@ def assign_splits(df: pd.DataFrame, cfg: Mapping) -> tuple[pd.DataFrame, dict]:
         groups = sorted(df["group"].astype(str).unique())
         assign = (_holdout if method == "group_holdout" else _kfold)(groups, cfg)
         df["split"] = df["group"].astype(str).map(assign)
-        report["groups"] = {s: sorted(g for g, v in assign.items() if v == s) for s in ("train", "val", "test")}
+        report["groups"] = {
+            s: sorted(g for g, v in assign.items() if v == s) for s in ("train", "val", "test")
+        }
     else:
-        raise SageError(f"unknown split.method {method!r}; use official, group_holdout or group_kfold")
+        raise SageError(
+            f"unknown split.method {method!r}; use official, group_holdout or group_kfold"
+        )
     for split in ("train", "val", "test"):
         if not (df["split"] == split).any():
             raise SageError(f"split {split!r} is empty after split.method={method}")

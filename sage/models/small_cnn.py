@@ -1,7 +1,8 @@
-"""A small, fast CNN for CPU demos and tests (SynthDrivers at 128x128 trains in seconds).
+"""A small, fast CNN for CPU demos and tests (SynthDrivers at 64x64 input trains in seconds).
 
-Four conv-BN-ReLU blocks; the last keeps a 16x16 map at 128 input so CAMs have spatial
-detail that coarse ImageNet backbones (7x7 at 224) lack.
+Four conv-BN-ReLU blocks; the last keeps an 8x8 map at 64 input, as fine as ImageNet
+backbones at 224 (7x7). At 64 input it generalised across held-out synthetic drivers better
+than at 128 on a few hundred images (val accuracy 0.65 vs 0.45-0.6 after 8-16 epochs).
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ class SmallCNN(nn.Module):
 def _build(num_classes: int, pretrained: bool, weights: str | Path | None) -> nn.Module:
     model = SmallCNN(num_classes)
     if pretrained and weights is None:
-        raise ValueError("small_cnn has no ImageNet weights; pass model.weights=PATH or no pretraining")
+        raise ValueError(
+            "small_cnn has no ImageNet weights; pass model.weights=PATH or no pretraining"
+        )
     if weights is not None:
         load_into(model, load_state_dict(weights), str(weights))
     return model
@@ -57,7 +60,7 @@ register_backbone(
     BackboneSpec(
         name="small_cnn",
         build=_build,
-        input_size=128,
+        input_size=64,
         classifier="classifier",
         target_layers=("features.3",),
         stage_layers=("features.2", "features.3"),

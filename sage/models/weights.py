@@ -39,7 +39,10 @@ def load_state_dict(path: str | Path, *, hint: str = "") -> dict[str, torch.Tens
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` into ``model`` strictly, with an error that names the mismatch."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches raise even with strict=False
+        raise ValueError(f"weights {source} do not fit {type(model).__name__}: {err}") from err
     if missing or unexpected:
         raise ValueError(
             f"weights {source} do not fit {type(model).__name__}: "

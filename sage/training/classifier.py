@@ -124,7 +124,9 @@ class ClassifierModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
 
 
-def load_classifier(path: str | Path, *, expect_backbone: str | None = None) -> tuple[nn.Module, dict]:
+def load_classifier(
+    path: str | Path, *, expect_backbone: str | None = None
+) -> tuple[nn.Module, dict]:
     """Rebuild the network of a SAGE checkpoint (``weights_only=True``); return it with its hparams.
 
     A checkpoint of another backbone than ``expect_backbone`` is an error naming both.
@@ -138,12 +140,17 @@ def load_classifier(path: str | Path, *, expect_backbone: str | None = None) -> 
         raise SageError(f"{path} is not a SAGE classifier checkpoint (no backbone/class_names)")
     if expect_backbone is not None and hparams["backbone"] != expect_backbone:
         raise SageError(
-            f"checkpoint {path} holds a {hparams['backbone']!r} model, config says {expect_backbone!r}"
+            f"checkpoint {path} holds a {hparams['backbone']!r} model, "
+            f"config says {expect_backbone!r}"
         )
     net = create_backbone(hparams["backbone"], len(hparams["class_names"]))
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    state = {
+        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
+    }
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
-        raise SageError(f"checkpoint {path} does not fit backbone {hparams['backbone']!r}: {err}") from err
+        raise SageError(
+            f"checkpoint {path} does not fit backbone {hparams['backbone']!r}: {err}"
+        ) from err
     return net.eval(), dict(hparams)

@@ -61,7 +61,9 @@ class SpeedMonitor(pl.Callback):
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         self._batch_t0 = time.perf_counter()
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_test_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         self._batch_end("test", batch)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
