@@ -51,10 +51,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg.model`` on ``cfg.dataset``; test the best checkpoint; return final metrics."""
     pl.seed_everything(int(cfg.seed), workers=True)
     Path(cfg.paths.outputs_dir).mkdir(parents=True, exist_ok=True)
-    dm = build_datamodule(cfg)
+    # The backbone first: a missing weights file should fail before any data work.
     net = create_backbone(
-        cfg.model.name, len(dm.classes), bool(cfg.model.pretrained), cfg.model.get("weights")
+        cfg.model.name,
+        int(cfg.dataset.num_classes),
+        bool(cfg.model.pretrained),
+        cfg.model.get("weights"),
     )
+    dm = build_datamodule(cfg)
     module = ClassifierModule(
         net,
         backbone=cfg.model.name,

@@ -9,11 +9,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+import sage.cli  # noqa: F401  (registers the ${sage_root:} resolver)
+
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 # Small enough for seconds, big enough that every split of every class is populated.
 TINY_SYNTH = [
-    "dataset.synth.images_per_class=4",
+    "dataset.synth.images_per_class=5",
     "dataset.synth.size=64",
     "dataset.synth.n_subjects=5",
 ]

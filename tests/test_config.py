@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CONF_DIR
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+
+from conftest import CONF_DIR
 
 CONF = Path(CONF_DIR)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from raw_fixtures import make_driver100
 
+from raw_fixtures import make_driver100
 from sage.data.classes import DRIVER100_CLASSES, SF3D_CLASSES
 from sage.data.labels import (
     LabelMapping,

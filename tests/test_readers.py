@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from raw_fixtures import (
     make_driver100,
     make_generic,
@@ -15,7 +16,6 @@ from raw_fixtures import (
     write_mask,
     write_text,
 )
-
 from sage.data.classes import DRIVER100_CLASSES, SF3D_CLASSES
 from sage.data.readers import (
     COLUMNS,

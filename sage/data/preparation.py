@@ -41,7 +41,10 @@ def ensure_raw(ds: Mapping) -> Path:
     raw_root = Path(ds["raw_root"])
     synth = ds.get("synth")
     if synth:
-        cfg = SynthConfig(**dict(synth))
+        try:
+            cfg = SynthConfig(**dict(synth))
+        except (TypeError, ValueError) as err:
+            raise SageError(f"dataset.synth: {err}") from err
         root = generate(raw_root.parent, cfg)
         if root != raw_root:
             raise SageError(f"dataset.raw_root={raw_root} must end in the domain name {cfg.domain}")
