@@ -61,6 +61,11 @@ def test_training_logs_an_mlflow_run_with_metrics_and_checkpoints(compose_cfg, t
     assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
 
 
+def test_fast_dev_run_config_runs_every_loop_once(compose_cfg):
+    metrics = train_run(compose_cfg("train", [*FAST, "debug=fdr"]))
+    assert "val/acc" in metrics
+
+
 def test_checkpoint_of_another_architecture_is_a_clear_error(compose_cfg, tmp_path):
     train_run(compose_cfg("train", FAST))
     ckpt = next((tmp_path / "run" / "checkpoints").glob("last*.ckpt"))
@@ -116,7 +121,7 @@ def _cli(args: list[str], root: Path, **env: str) -> subprocess.CompletedProcess
 @pytest.mark.slow
 def test_multirun_makes_two_runs_in_one_experiment(tmp_path):
     result = _cli(
-        ["train.py", "-m", "model=small_cnn,timm", "model.name=small_cnn", "seed=1", *FAST],
+        ["train.py", "-m", "model=small_cnn,resnet18", "dataset=synth_sf3d/full", *FAST],
         tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]

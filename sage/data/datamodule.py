@@ -104,7 +104,7 @@ class PreparedDataModule(pl.LightningDataModule):
         sampler = None
         if shuffle and self.sampler == "weighted":
             # meta.csv weights balance many-to-one merged classes (see sage.data.labels)
-            weights = torch.as_tensor(ds.frame["weight"].to_numpy(), dtype=torch.double)
+            weights = torch.tensor(ds.frame["weight"].to_numpy(), dtype=torch.double)
             sampler, shuffle = WeightedRandomSampler(weights, len(ds), replacement=True), False
         return DataLoader(
             ds,
