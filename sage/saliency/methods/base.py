@@ -66,7 +66,9 @@ def backbone_of(model: nn.Module) -> str | None:
     return getattr(model, "sage_backbone", None)
 
 
-def layers_for(model: nn.Module, paths: Sequence[str] | None, multi: bool = False) -> list[nn.Module]:
+def layers_for(
+    model: nn.Module, paths: Sequence[str] | None, multi: bool = False
+) -> list[nn.Module]:
     """Target layers: explicit dotted ``paths``, else the backbone's default (or stage) layers."""
     if paths is None:
         name = backbone_of(model)

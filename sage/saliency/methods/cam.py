@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pytorch_grad_cam import (
+    KPCA_CAM,
     AblationCAM,
     AblationLayerVit,
     EigenCAM,
@@ -27,7 +28,6 @@ from pytorch_grad_cam import (
     GradCAMElementWise,
     GradCAMPlusPlus,
     HiResCAM,
-    KPCA_CAM,
     LayerCAM,
     ScoreCAM,
     ShapleyCAM,
@@ -58,7 +58,9 @@ def raw_tail(base: type[BaseCAM]) -> type[BaseCAM]:
             g = grads[i] if i < len(grads) else None
             cam = self.get_cam_image(input_tensor, layer, targets, a, g, eigen_smooth)
             cam = torch.as_tensor(np.asarray(cam, dtype=np.float32)).to(input_tensor.device)
-            cams.append(F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False))
+            cams.append(
+                F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)
+            )
         return cams
 
     def aggregate_multi_layers(self, cams):
@@ -67,7 +69,10 @@ def raw_tail(base: type[BaseCAM]) -> type[BaseCAM]:
     return type(
         f"Raw{base.__name__}",
         (base,),
-        {"compute_cam_per_layer": compute_cam_per_layer, "aggregate_multi_layers": aggregate_multi_layers},
+        {
+            "compute_cam_per_layer": compute_cam_per_layer,
+            "aggregate_multi_layers": aggregate_multi_layers,
+        },
     )
 
 
@@ -175,7 +180,9 @@ class KPCACAMMethod(CAMMethod):
 
     cam_class = KPCA_CAM
 
-    def __init__(self, target_layers=None, kernel: str = "sigmoid", gamma: float | None = None) -> None:
+    def __init__(
+        self, target_layers=None, kernel: str = "sigmoid", gamma: float | None = None
+    ) -> None:
         super().__init__(target_layers, kernel=kernel, gamma=gamma)
 
 
@@ -183,7 +190,9 @@ class _TokenSafeShapleyCAM(ShapleyCAM):
     """grad-cam's ShapleyCAM reshapes token activations for its weights but not for the
     weighted sum (so it fails on ViTs); this reshapes both."""
 
-    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads, eigen_smooth=False):
+    def get_cam_image(
+        self, input_tensor, target_layer, targets, activations, grads, eigen_smooth=False
+    ):
         weights = self.get_cam_weights(input_tensor, target_layer, targets, activations, grads)
         reshape = self.activations_and_grads.reshape_transform
         if reshape is not None:
@@ -292,7 +301,9 @@ class FinerCAMMethod(CAMMethod):
             # the most similar classes = the smallest |logit - target logit|, target excluded
             gap = (logits - logits.gather(1, main[:, None])).abs().detach()
             order = gap.argsort(dim=1)[:, 1 : 1 + self.n_comparisons].tolist()
-            finer = [FinerWeightedTarget(int(m), o, self.alpha) for m, o in zip(main, order, strict=True)]
+            finer = [
+                FinerWeightedTarget(int(m), o, self.alpha) for m, o in zip(main, order, strict=True)
+            ]
             model.zero_grad()
             sum(t(o) for t, o in zip(finer, logits, strict=True)).backward()
             maps = cam.aggregate_multi_layers(cam.compute_cam_per_layer(images, finer, False))
@@ -318,7 +329,9 @@ class RefineCAMMethod(CAMMethod):
         reshape = reshape_for(model)
         product = None
         for layer in layers:  # one base CAM per layer, as grad-cam's RefineCAM
-            cam = raw_tail(self.cam_class)(model=model, target_layers=[layer], reshape_transform=reshape)
+            cam = raw_tail(self.cam_class)(
+                model=model, target_layers=[layer], reshape_transform=reshape
+            )
             try:
                 raw = torch.as_tensor(cam(input_tensor=images, targets=class_targets(targets)))
                 self.last_logits = cam.outputs.detach()

@@ -60,7 +60,9 @@ class GradientMethod(SaliencyMethod):
                 self.last_logits = model(images)
             targets = self.last_logits.argmax(1)
         inputs = images.detach().clone().requires_grad_(True)
-        attr = self.captum(model).attribute(inputs, target=targets.to(images.device), **self.attribute_kwargs(images))
+        attr = self.captum(model).attribute(
+            inputs, target=targets.to(images.device), **self.attribute_kwargs(images)
+        )
         return reduce_channels(attr.detach(), self.reduce)
 
 
@@ -85,7 +87,13 @@ class IntegratedGradientsMethod(GradientMethod):
 
     default_reduce = "sum"
 
-    def __init__(self, target_layers=None, reduce=None, n_steps: int = 32, internal_batch_size: int | None = 64) -> None:
+    def __init__(
+        self,
+        target_layers=None,
+        reduce=None,
+        n_steps: int = 32,
+        internal_batch_size: int | None = 64,
+    ) -> None:
         super().__init__(target_layers, reduce)
         self.n_steps, self.internal_batch_size = n_steps, internal_batch_size
 
@@ -103,7 +111,14 @@ class SmoothGradMethod(GradientMethod):
 
     default_reduce = "abs_max"
 
-    def __init__(self, target_layers=None, reduce=None, nt_samples: int = 16, stdev: float = 0.15, seed: int = 0) -> None:
+    def __init__(
+        self,
+        target_layers=None,
+        reduce=None,
+        nt_samples: int = 16,
+        stdev: float = 0.15,
+        seed: int = 0,
+    ) -> None:
         super().__init__(target_layers, reduce)
         self.nt_samples, self.stdev, self.seed = nt_samples, stdev, seed
 
@@ -112,7 +127,12 @@ class SmoothGradMethod(GradientMethod):
 
     def attribute_kwargs(self, images: Tensor) -> dict[str, Any]:
         torch.manual_seed(self.seed)  # the noise is the method's only randomness
-        return {"nt_type": "smoothgrad", "nt_samples": self.nt_samples, "stdevs": self.stdev, "abs": False}
+        return {
+            "nt_type": "smoothgrad",
+            "nt_samples": self.nt_samples,
+            "stdevs": self.stdev,
+            "abs": False,
+        }
 
 
 @register_method("input_x_gradient")

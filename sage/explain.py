@@ -1,0 +1,258 @@
+"""Explain task: saliency maps, fg/bg masses and tokens for a checkpoint on a prepared split.
+
+``run(cfg)`` loads a checkpoint (path or MLflow run id), computes every configured method
+over the split in batches and writes, under an MLflow run of its own
+(``explain-<timestamp>/<model>-nc<classes>-<dataset>-<variant>``):
+
+- ``arrays/<method>/<image_id>.npz``: per-image arrays ``whole`` (S̃), ``fg`` (S̃⊙M),
+  ``bg`` (S̃⊙(1−M)), ``mask`` and ``tokens_<P>x<Q>`` (regions, P, Q, 6);
+- ``tokens.csv`` / ``tokens.parquet``: the long token table keyed by (image_id, split,
+  class, variant, method, grid, region, model_run);
+- ``summary.csv``: per image and method A_fg, A_bg, prediction, confidence, correct, flags;
+- ``overlays/<method>/*.png`` and ``mosaics/<method>_correct_error.png``;
+- ``token_grids/<method>_<image_id>.png`` for the first image.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .data.datamodule import PreparedImages, image_transform
+from .data.ensure import ensure_prepared
+from .data.prepared import PreparedDataset
+from .errors import SageError
+from .models import get_backbone_spec
+from .models.fingerprint import model_fingerprint
+from .plots.overlay import correct_error_mosaic, overlay
+from .plots.tokens import plot_token_grid
+from .saliency.methods import create_method
+from .saliency.normalize import normalize_batch
+from .saliency.tokens import tokenize_grids, tokens_to_frame
+from .tracking.checkpoints import resolve_checkpoint
+from .tracking.run_record import git_commit
+from .training.classifier import load_classifier
+
+MOSAIC_PER_SIDE = 3
+
+
+def _denormalise(images: torch.Tensor, mean, std) -> np.ndarray:
+    mean = torch.tensor(mean, device=images.device)[:, None, None]
+    std = torch.tensor(std, device=images.device)[:, None, None]
+    rgb = ((images * std + mean).clamp(0, 1) * 255).round().byte()
+    return rgb.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _experiment(cfg: DictConfig) -> str:
+    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    exp = mlflow.get_experiment_by_name(cfg.logger.experiment_name)
+    if exp is not None:
+        return exp.experiment_id
+    return mlflow.create_experiment(
+        cfg.logger.experiment_name, artifact_location=cfg.logger.artifact_location
+    )
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Explain ``cfg.checkpoint`` on ``cfg.dataset`` / ``cfg.split``; return aggregate metrics."""
+    torch.manual_seed(int(cfg.seed))
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    Path(cfg.paths.outputs_dir).mkdir(parents=True, exist_ok=True)
+    if not cfg.get("checkpoint"):
+        raise SageError("explain needs checkpoint=<path to .ckpt or MLflow run id>")
+    ckpt, model_run = resolve_checkpoint(
+        str(cfg.checkpoint), cfg.logger.tracking_uri, cfg.checkpoint_select, out / "checkpoint"
+    )
+    net, hparams = load_classifier(ckpt)
+    ds = OmegaConf.to_container(cfg.dataset, resolve=True)
+    data = PreparedDataset.open(ensure_prepared(ds))
+    if data.classes != list(hparams["class_names"]):
+        raise SageError(
+            f"checkpoint classes {hparams['class_names']} differ from {data.root}'s {data.classes}"
+        )
+    if cfg.targets not in ("predicted", "true"):
+        raise SageError(f"targets must be 'predicted' or 'true', got {cfg.targets!r}")
+    spec = get_backbone_spec(hparams["backbone"])
+    size = int(hparams.get("image_size") or spec.input_size)
+    device = torch.device(cfg.device)
+    net = net.to(device)
+    images_ds = PreparedImages(
+        data, cfg.split, image_transform(size, spec.mean, spec.std), with_masks=True
+    )
+    if cfg.get("limit"):
+        images_ds.frame = images_ds.frame.head(int(cfg.limit))
+        images_ds.paths = images_ds.paths[: int(cfg.limit)]
+    loader = DataLoader(images_ds, batch_size=int(cfg.batch_size), shuffle=False)
+    grids = [tuple(g) for g in cfg.grids]
+    methods = {
+        key: create_method(**{k: v for k, v in OmegaConf.to_container(m, resolve=True).items()})
+        for key, m in cfg.cam.items()
+    }
+    if not methods:
+        raise SageError("no saliency method selected: e.g. cam=[gradcam,eigencam]")
+    class_of = dict(enumerate(data.classes))
+    keys = {"split": cfg.split, "variant": ds["variant"], "model_run": model_run}
+
+    token_frames, summaries, aggregates = [], [], {}
+    timings: dict[str, float] = {}
+    for key, method in methods.items():
+        arrays = out / "arrays" / key
+        arrays.mkdir(parents=True, exist_ok=True)
+        (out / "overlays" / key).mkdir(parents=True, exist_ok=True)
+        tiles: dict[str, dict[str, list]] = {c: {"correct": [], "error": []} for c in data.classes}
+        n_overlays = 0
+        start = time.perf_counter()
+        for batch in tqdm(loader, desc=f"explain {key}", disable=not cfg.progress):
+            images = batch["image"].to(device)
+            labels = batch["label"].to(device)
+            masks = batch["mask"].to(device)
+            maps = method(net, images, labels if cfg.targets == "true" else None)
+            logits = method.last_logits
+            if logits is None:  # baselines run no forward; predictions still matter
+                with torch.no_grad():
+                    logits = net.eval()(images)
+            probs = logits.softmax(-1)
+            conf, pred = probs.max(-1)
+            sb = normalize_batch(maps, masks)
+            toks = tokenize_grids(sb.pdf, masks, grids)
+            ids = list(batch["image_id"])
+            classes = [class_of[int(y)] for y in labels]
+            for name, t in toks.items():
+                frame = tokens_to_frame(t, name, ids, **keys, method=key)
+                frame.insert(1, "class", np.repeat(classes, len(frame) // len(ids)))
+                token_frames.append(frame)
+            pdf, m = sb.pdf.cpu().numpy(), masks.cpu().numpy().astype(bool)
+            tok_np = {name: t.cpu().numpy() for name, t in toks.items()}
+            for i, image_id in enumerate(ids):
+                np.savez_compressed(
+                    arrays / f"{image_id}.npz",
+                    whole=pdf[i],
+                    fg=pdf[i] * m[i],
+                    bg=pdf[i] * ~m[i],
+                    mask=m[i],
+                    **{f"tokens_{name}": arr[i] for name, arr in tok_np.items()},
+                )
+            summaries.append(
+                pd.DataFrame(
+                    {
+                        "image_id": ids,
+                        "split": cfg.split,
+                        "class": classes,
+                        "variant": ds["variant"],
+                        "method": key,
+                        "model_run": model_run,
+                        "label": labels.cpu().numpy(),
+                        "pred": pred.cpu().numpy(),
+                        "pred_class": [class_of[int(p)] for p in pred],
+                        "confidence": conf.detach().cpu().numpy(),
+                        "correct": (pred == labels).cpu().numpy(),
+                        "a_fg": sb.a_fg.cpu().numpy(),
+                        "a_bg": sb.a_bg.cpu().numpy(),
+                        "zero_map": sb.zero.cpu().numpy(),
+                    }
+                )
+            )
+            rgb = _denormalise(images, spec.mean, spec.std)
+            mm = sb.minmax.cpu().numpy()
+            for i, image_id in enumerate(ids):
+                side = "correct" if int(pred[i]) == int(labels[i]) else "error"
+                needs_tile = len(tiles[classes[i]][side]) < MOSAIC_PER_SIDE
+                if not needs_tile and n_overlays >= cfg.overlays:
+                    continue
+                over = overlay(rgb[i], mm[i], m[i])
+                if needs_tile:
+                    caption = (
+                        f"{class_of[int(pred[i])]} {float(conf[i]):.2f} fg {float(sb.a_fg[i]):.2f}"
+                    )
+                    tiles[classes[i]][side].append((over, caption))
+                if n_overlays < cfg.overlays:
+                    Image.fromarray(np.concatenate([rgb[i], over], axis=1)).save(
+                        out / "overlays" / key / f"{image_id}.png"
+                    )
+                    n_overlays += 1
+            if not (out / "token_grids" / f"{key}.png").exists():
+                (out / "token_grids").mkdir(exist_ok=True)
+                name = max(tok_np, key=lambda n: int(n.split("x")[0]))
+                plot_token_grid(
+                    rgb[0],
+                    pdf[0],
+                    tok_np[name][0],
+                    out / "token_grids" / f"{key}.png",
+                    f"{key} {ids[0]} ({name})",
+                )
+        timings[key] = time.perf_counter() - start
+        (out / "mosaics").mkdir(exist_ok=True)
+        correct_error_mosaic(
+            tiles,
+            out / "mosaics" / f"{key}_correct_error.png",
+            f"{key}: {ckpt.name}",
+            MOSAIC_PER_SIDE,
+        )
+
+    summary = pd.concat(summaries, ignore_index=True)
+    tokens = pd.concat(token_frames, ignore_index=True)
+    tokens.to_csv(out / "tokens.csv", index=False)
+    tokens.to_parquet(out / "tokens.parquet", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    for key, group in summary.groupby("method", sort=False):
+        valid = group[~group.zero_map]
+        aggregates.update(
+            {
+                f"explain/{key}/fg_mass": float(valid.a_fg.mean()) if len(valid) else float("nan"),
+                f"explain/{key}/bg_mass": float(valid.a_bg.mean()) if len(valid) else float("nan"),
+                f"explain/{key}/fg_mass_correct": float(valid[valid.correct].a_fg.mean())
+                if valid.correct.any()
+                else float("nan"),
+                f"explain/{key}/fg_mass_error": float(valid[~valid.correct].a_fg.mean())
+                if (~valid.correct).any()
+                else float("nan"),
+                f"explain/{key}/zero_maps": float(group.zero_map.sum()),
+                f"explain/{key}/seconds_per_image": timings[key] / len(group),
+            }
+        )
+    aggregates["explain/accuracy"] = float(summary.drop_duplicates("image_id").correct.mean())
+
+    params = {
+        "checkpoint": str(cfg.checkpoint),
+        "model_run": model_run,
+        "backbone": hparams["backbone"],
+        "dataset": ds["name"],
+        "variant": ds["variant"],
+        "split": cfg.split,
+        "targets": cfg.targets,
+        "grids": json.dumps(grids),
+        "seed": cfg.seed,
+        "n_images": len(images_ds.frame),
+    }
+    params.update({f"method/{k}": json.dumps(m.params, default=str) for k, m in methods.items()})
+    (out / "explain_params.json").write_text(json.dumps(params, indent=2, default=str))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    model_id = f"{hparams['backbone']}-nc{len(data.classes)}-{ds['name']}-{ds['variant']}"
+    run_name = f"explain-{stamp}/{model_id}"
+    with mlflow.start_run(experiment_id=_experiment(cfg), run_name=run_name) as active:
+        mlflow.log_params(params)
+        mlflow.set_tags(
+            {
+                "stage": "explain",
+                "git_commit": git_commit(cfg.paths.root_dir),
+                "model_run": model_run,
+                "model_fingerprint": model_fingerprint(net),
+                "prepared_dataset": str(data.root),
+            }
+        )
+        mlflow.log_metrics({k: v for k, v in aggregates.items() if np.isfinite(v)})
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
+        mlflow.log_artifacts(str(out), artifact_path="explain")
+        aggregates["run_id"] = active.info.run_id
+    return aggregates
