@@ -10,7 +10,8 @@ over the split in batches and writes, under an MLflow run of its own
   class, variant, method, grid, region, model_run);
 - ``summary.csv``: per image and method A_fg, A_bg, prediction, confidence, correct, flags;
 - ``overlays/<method>/*.png`` and ``mosaics/<method>_correct_error.png``;
-- ``token_grids/<method>_<image_id>.png`` for the first image.
+- ``token_grids/<method>.png`` (cell masses and centroids of the first image);
+- ``method_agreement.csv``: patch KL and Spearman of cell masses between every two methods.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .models import get_backbone_spec
 from .models.fingerprint import model_fingerprint
 from .plots.overlay import correct_error_mosaic, overlay
 from .plots.tokens import plot_token_grid
+from .saliency.compare import method_agreement
 from .saliency.methods import create_method
 from .saliency.normalize import normalize_batch
 from .saliency.tokens import tokenize_grids, tokens_to_frame
@@ -222,6 +224,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
             }
         )
     aggregates["explain/accuracy"] = float(summary.drop_duplicates("image_id").correct.mean())
+    if len(methods) > 1:  # do the methods agree on where the mass is? (rank of cell masses)
+        agreement = method_agreement(tokens)
+        agreement.to_csv(out / "method_agreement.csv", index=False)
+        whole = agreement[agreement.region == "whole"]
+        for (ma, mb, grid), g in whole.groupby(["method_a", "method_b", "grid"]):
+            aggregates[f"explain/agreement/{ma}_vs_{mb}/{grid}/spearman"] = float(g.spearman.mean())
+            aggregates[f"explain/agreement/{ma}_vs_{mb}/{grid}/patch_kl"] = float(g.patch_kl.mean())
 
     params = {
         "checkpoint": str(cfg.checkpoint),

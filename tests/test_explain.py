@@ -104,3 +104,31 @@ def test_explain_errors_are_clear(compose_cfg, checkpoint, tmp_path):
         _explain(compose_cfg, tmp_path / "missing.ckpt")
     with pytest.raises(SageError, match="targets"):
         _explain(compose_cfg, checkpoint, "targets=oracle")
+
+
+def test_method_agreement_and_compare_cli(compose_cfg, checkpoint, tmp_path):
+    result, out = _explain(compose_cfg, checkpoint)
+    agreement = pd.read_csv(out / "method_agreement.csv")
+    assert set(zip(agreement.method_a, agreement.method_b, strict=True)) == {
+        ("gradcam", "saliency"),
+        ("gradcam", "half"),
+        ("saliency", "half"),
+    }
+    assert agreement.spearman.between(-1, 1).all() and (agreement.patch_kl >= 0).all()
+    assert "explain/agreement/gradcam_vs_saliency/8x8/spearman" in result
+
+    from sage.saliency.compare import main as compare_main
+
+    compare_main(
+        [
+            str(out / "tokens.parquet"),
+            str(out / "tokens.csv"),
+            "--out",
+            str(tmp_path / "cmp.csv"),
+            "--method",
+            "gradcam",
+        ]
+    )
+    same = pd.read_csv(tmp_path / "cmp.csv")
+    assert np.allclose(same.patch_kl, 0, atol=1e-6)  # a table compared with itself
+    assert np.allclose(same.spearman.dropna(), 1)

@@ -154,3 +154,28 @@ def test_baselines_are_deterministic_and_model_free():
     )
     gauss = create_method("centre_gaussian")(model, torch.randn(1, 3, 9, 9))
     assert gauss[0].argmax() == 40  # the centre pixel of 9x9
+
+
+@pytest.mark.parametrize(
+    "name", ["gradcam", "gradcam_plusplus", "xgradcam", "layercam", "hirescam", "eigengradcam"]
+)
+def test_partial_backward_gives_grad_cams_full_backward_maps(name):
+    """SAGE stops back-propagation at the target layer; the maps must not change."""
+    from pytorch_grad_cam.base_cam import BaseCAM
+
+    from sage.saliency.methods.cam import class_targets, release
+
+    torch.manual_seed(0)
+    model = create_backbone("resnet18", 4).eval()
+    images = torch.randn(3, 3, 64, 64)
+    targets = torch.tensor([0, 1, 3])
+    method = create_method(name)
+    fast_cam, full_cam = method.build(model), method.build(model)
+    try:
+        with torch.enable_grad():
+            fast = fast_cam(images, class_targets(targets))
+            full = BaseCAM.forward(full_cam, images, class_targets(targets))  # loss.backward()
+    finally:
+        release(fast_cam)
+        release(full_cam)
+    assert torch.allclose(fast, full, rtol=1e-4, atol=1e-7)

@@ -66,12 +66,37 @@ def raw_tail(base: type[BaseCAM]) -> type[BaseCAM]:
     def aggregate_multi_layers(self, cams):
         return torch.cat(cams, dim=1).mean(dim=1)
 
+    def forward(self, input_tensor, targets, eigen_smooth=False):
+        # grad-cam back-propagates to every parameter (loss.backward()), but a CAM only needs
+        # the gradient at its target layers: torch.autograd.grad stops there, so the layers
+        # below are never back-propagated and no parameter gradient is computed. Methods
+        # with other needs (input gradients, Hessians, no gradients) keep grad-cam's path.
+        if self.compute_input_gradient or not self.detach or not self.uses_gradients:
+            return base.forward(self, input_tensor, targets, eigen_smooth)
+        live: list[Tensor] = []
+        handles = [
+            layer.register_forward_hook(lambda m, i, o: live.append(o))
+            for layer in self.target_layers
+        ]
+        try:
+            self.outputs = outputs = self.activations_and_grads(input_tensor)
+        finally:
+            for handle in handles:
+                handle.remove()
+        if targets is None:
+            targets = class_targets(outputs.argmax(dim=-1))
+        loss = sum(target(output) for target, output in zip(targets, outputs, strict=True))
+        torch.autograd.grad(loss, live)  # fires grad-cam's gradient hooks on the way
+        cams = self.compute_cam_per_layer(input_tensor, targets, eigen_smooth)
+        return self.aggregate_multi_layers(cams)
+
     return type(
         f"Raw{base.__name__}",
         (base,),
         {
             "compute_cam_per_layer": compute_cam_per_layer,
             "aggregate_multi_layers": aggregate_multi_layers,
+            "forward": forward,
         },
     )
 
