@@ -74,7 +74,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if not cfg.get("checkpoint"):
         raise SageError("explain needs checkpoint=<path to .ckpt or MLflow run id>")
     ckpt, model_run = resolve_checkpoint(
-        str(cfg.checkpoint), cfg.logger.tracking_uri, cfg.checkpoint_select, out / "checkpoint"
+        str(cfg.checkpoint),
+        cfg.logger.tracking_uri,
+        cfg.checkpoint_select,
+        out / "checkpoint",
+        cfg.logger.experiment_name,
     )
     net, hparams = load_classifier(ckpt)
     ds = OmegaConf.to_container(cfg.dataset, resolve=True)

@@ -97,6 +97,10 @@ def test_explain_is_reproducible_and_takes_an_mlflow_run_id(compose_cfg, checkpo
     b = pd.read_csv(by_id / "tokens.csv")
     assert set(b.model_run) == {trained.info.run_id}  # tokens are joinable to the training run
     pd.testing.assert_frame_equal(a.drop(columns="model_run"), b.drop(columns="model_run"))
+    _, latest = _explain(
+        compose_cfg, "latest", "checkpoint_select=last", f"paths.output_dir={tmp_path / 'e4'}"
+    )
+    assert set(pd.read_csv(latest / "summary.csv").model_run) == {trained.info.run_id}
 
 
 def test_explain_errors_are_clear(compose_cfg, checkpoint, tmp_path):
