@@ -15,6 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 
+from ..errors import SageError
 from .prepared import PreparedDataset
 
 
@@ -41,10 +42,13 @@ class PreparedImages(Dataset):
         split: str,
         transform: v2.Compose,
         with_masks: bool = False,
+        with_parts: bool = False,
     ) -> None:
         self.data, self.split, self.transform = data, split, transform
         self.frame = data.split_frame(split)
-        self.with_masks = with_masks
+        self.with_masks, self.with_parts = with_masks, with_parts
+        if with_parts and not data.part_names:
+            raise SageError(f"{data.root} has no part labels (parts/legend.json)")
         self.paths = [data.image_path(i) for i in self.frame["image_id"]]
 
     def __len__(self) -> int:
@@ -60,6 +64,11 @@ class PreparedImages(Dataset):
             with Image.open(self.data.mask_path(image_id)) as m:
                 mask = m.convert("L").resize(size[::-1], Image.NEAREST)
             item["mask"] = torch.from_numpy(np.asarray(mask) > 127)
+        if self.with_parts:
+            size = image.shape[-2:]
+            with Image.open(self.data.parts_path(image_id)) as p:
+                parts = p.resize(size[::-1], Image.NEAREST)
+            item["parts"] = torch.from_numpy(np.array(parts, dtype=np.uint8))
         return item
 
 

@@ -285,8 +285,11 @@ def prepare_dataset(
     classes = mapping.classes
     names = [mapping.unified[c] for c in classes]
     links = {}
+    legend = Path(f"{raw_root}_parts") / "legend.json"  # part names travel with the parts
     for variant, writer in writers.items():
         writer.finish(rows, classes, names, summary)
+        if legend.is_file():
+            shutil.copyfile(legend, writer.out / "parts" / "legend.json")
         links[variant] = prepared_root / dataset_dirname(ds["name"], variant)
         _point_symlink(links[variant], writer.out)
     return links

@@ -71,6 +71,15 @@ class PreparedDataset:
         path = self.root / "summary.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
+    @cached_property
+    def part_names(self) -> dict[int, str]:
+        """Part label -> name from ``parts/legend.json`` (empty when the dataset has no parts)."""
+        path = self.root / "parts" / "legend.json"
+        if not path.exists():
+            return {}
+        legend = json.loads(path.read_text())
+        return {int(k): v for k, v in legend.items() if k.isdigit()}
+
     def ids(self, split: str) -> list[str]:
         if split not in SPLITS:
             raise SageError(f"unknown split {split!r}; expected one of {SPLITS}")
