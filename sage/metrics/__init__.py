@@ -1,0 +1,1 @@
+"""Saliency metrics: batched functions returning per-image values, plus aggregation."""

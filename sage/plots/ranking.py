@@ -1,0 +1,78 @@
+"""Ranked overlay mosaics, e.g. the lowest-Δ-density images (spurious-feature candidates)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from sage.plots.overlay import overlay
+
+RankItem = tuple[np.ndarray, np.ndarray, np.ndarray | None, str]
+
+
+def _check_item(i: int, item: RankItem) -> None:
+    image, saliency, mask, _ = item
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"item {i}: image must be uint8 H×W×3, got {image.dtype} {tuple(image.shape)}"
+        )
+    if saliency.shape != image.shape[:2]:
+        raise ValueError(
+            f"item {i}: saliency shape {tuple(saliency.shape)} does not match the image "
+            f"{tuple(image.shape[:2])}"
+        )
+    if mask is not None and mask.shape != image.shape[:2]:
+        raise ValueError(
+            f"item {i}: mask shape {tuple(mask.shape)} does not match the image "
+            f"{tuple(image.shape[:2])}"
+        )
+
+
+def ranking_mosaic(
+    items: Sequence[RankItem], path: str | Path, title: str = "", cols: int = 5
+) -> Path:
+    """Grid of saliency overlays in the given order (lowest score first), one caption each.
+
+    Args:
+        items: ``(image uint8 H×W×3, saliency in [0, 1] H×W, region mask H×W or None,
+            caption)``, already ranked, e.g. from
+            :func:`sage.metrics.alignment.rank_spurious_candidates`; captions typically hold
+            the image id, the score and the class (newlines allowed). Tiles may differ in size.
+        path: PNG to write.
+        title: figure title.
+        cols: tiles per row.
+
+    Returns:
+        ``path``. An empty ``items`` writes a figure that says so instead of failing, so a
+        run with no candidates still leaves its artifact.
+    """
+    if cols < 1:
+        raise ValueError(f"cols must be at least 1, got {cols}")
+    for i, item in enumerate(items):
+        _check_item(i, item)
+    n = len(items)
+    ncols = max(1, min(cols, n))
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(1.9 * ncols + 0.2, 2.1 * nrows + 0.5), squeeze=False
+    )
+    for k, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= n:
+            ax.axis("off")
+            continue
+        image, saliency, mask, caption = items[k]
+        ax.imshow(overlay(image, np.asarray(saliency, dtype=np.float32), mask))
+        ax.set_title(caption, fontsize=7, pad=2)
+    if n == 0:
+        axes[0, 0].text(0.5, 0.5, "no images to rank", ha="center", va="center", fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)
