@@ -33,9 +33,12 @@ from .data.datamodule import PreparedImages, image_transform
 from .data.ensure import ensure_prepared
 from .data.prepared import PreparedDataset
 from .errors import SageError
+from .metrics.alignment import EA_NAMES, rank_spurious_candidates
+from .metrics.suite import MetricContext, compute_metric_sets
 from .models import get_backbone_spec
 from .models.fingerprint import model_fingerprint
 from .plots.overlay import correct_error_mosaic, overlay
+from .plots.ranking import ranking_mosaic
 from .plots.tokens import plot_token_grid
 from .saliency.compare import method_agreement
 from .saliency.methods import create_method
@@ -53,6 +56,78 @@ def _denormalise(images: torch.Tensor, mean, std) -> np.ndarray:
     std = torch.tensor(std, device=images.device)[:, None, None]
     rgb = ((images * std + mean).clamp(0, 1) * 255).round().byte()
     return rgb.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def region_masks(masks: torch.Tensor, parts: torch.Tensor | None, names: dict[int, str]) -> dict:
+    """``fg`` plus one mask per named part (head, hands, object, spurious, ...)."""
+    regions = {"fg": masks}
+    if parts is not None:
+        regions |= {name: parts == pid for pid, name in names.items() if name != "background"}
+    return regions
+
+
+def _discriminative_lut(data: PreparedDataset, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """image_id -> part ids that define its activity (the ground-truth attribution)."""
+    path = data.root / "parts" / "legend.json"
+    if not path.exists():
+        return {}
+    table = json.loads(path.read_text()).get("discriminative", {})
+    return {
+        i: np.asarray(table[s], dtype=np.int64)
+        for i, s in zip(frame["image_id"], frame["source_label"], strict=True)
+        if s in table
+    }
+
+
+def ground_truth(
+    parts: torch.Tensor | None, ids: list[str], lut: dict[str, np.ndarray]
+) -> torch.Tensor | None:
+    """Discriminative-part masks of a batch (None when the dataset has no ground truth)."""
+    if parts is None or not all(i in lut for i in ids):
+        return None
+    table = torch.zeros(len(ids), 256, dtype=torch.bool, device=parts.device)
+    for row, image_id in enumerate(ids):  # a lookup row per image; the pixels are gathered at once
+        table[row, torch.as_tensor(lut[image_id], device=parts.device)] = True
+    return table.gather(1, parts.long().flatten(1)).view_as(parts)
+
+
+def metric_aggregates(per_image: pd.DataFrame) -> dict[str, float]:
+    """Per method, the NaN-aware mean of every metric column; EA names for IoU and PG."""
+    out = {}
+    columns = [c for c in per_image.columns if c not in ("image_id", "method")]
+    for method, group in per_image.groupby("method", sort=False):
+        for column, value in group[columns].mean(numeric_only=True).items():
+            if np.isfinite(value):
+                out[f"explain/{method}/{column}"] = float(value)
+                name, _, region = column.partition("/")
+                if name in EA_NAMES:  # Explanation Alignment: dataset means of IoU and PG
+                    out[f"explain/{method}/{EA_NAMES[name].lower()}/{region}"] = float(value)
+    return out
+
+
+def _spurious_mosaics(
+    per_image: pd.DataFrame, data: PreparedDataset, images_ds, out: Path, size: int
+) -> None:
+    """Lowest Δ density on the foreground first: the images whose saliency lies most outside
+    the driver, i.e. spurious-feature candidates (Explanation Alignment §5)."""
+    column = "delta_density/fg"
+    for method, group in per_image.groupby("method", sort=False):
+        ranked = rank_spurious_candidates(group, metric=column, k=10)
+        items = []
+        for image_id, delta in zip(ranked["image_id"], ranked[column], strict=True):
+            arrays = np.load(out / "arrays" / method / f"{image_id}.npz")
+            with Image.open(data.image_path(image_id)) as im:
+                rgb = np.asarray(im.convert("RGB").resize((size, size)))
+            whole = arrays["whole"]
+            span = whole.max() - whole.min()
+            scaled = (whole - whole.min()) / span if span > 0 else np.zeros_like(whole)
+            items.append((rgb, scaled, arrays["mask"], f"{image_id[-14:]} Δ={delta:.2f}"))
+        ranked.to_csv(out / f"spurious_candidates_{method}.csv", index=False)
+        ranking_mosaic(
+            items,
+            out / "mosaics" / f"{method}_spurious_candidates.png",
+            f"{method}: lowest Δ density (fg)",
+        )
 
 
 def _experiment(cfg: DictConfig) -> str:
@@ -94,7 +169,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     device = torch.device(cfg.device)
     net = net.to(device)
     images_ds = PreparedImages(
-        data, cfg.split, image_transform(size, spec.mean, spec.std), with_masks=True
+        data,
+        cfg.split,
+        image_transform(size, spec.mean, spec.std),
+        with_masks=True,
+        with_parts=bool(data.part_names),
     )
     if cfg.get("limit"):
         images_ds.frame = images_ds.frame.head(int(cfg.limit))
@@ -110,7 +189,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     class_of = dict(enumerate(data.classes))
     keys = {"split": cfg.split, "variant": ds["variant"], "model_run": model_run}
 
-    token_frames, summaries, aggregates = [], [], {}
+    metric_sets = OmegaConf.to_container(cfg.metrics, resolve=True) if cfg.get("metrics") else {}
+    discriminative = _discriminative_lut(data, images_ds.frame)
+    token_frames, summaries, metric_frames, aggregates = [], [], [], {}
     timings: dict[str, float] = {}
     for key, method in methods.items():
         arrays = out / "arrays" / key
@@ -133,6 +214,27 @@ def run(cfg: DictConfig) -> dict[str, float]:
             sb = normalize_batch(maps, masks)
             toks = tokenize_grids(sb.pdf, masks, grids)
             ids = list(batch["image_id"])
+            if metric_sets:
+                parts = batch["parts"].to(device) if "parts" in batch else None
+                ctx = MetricContext(
+                    model=net,
+                    method=method,
+                    images=images,
+                    targets=labels if cfg.targets == "true" else pred,
+                    labels=labels,
+                    maps=maps,
+                    regions=region_masks(masks, parts, data.part_names),
+                    mean=spec.mean,
+                    std=spec.std,
+                    gt=ground_truth(parts, ids, discriminative),
+                )
+                columns = compute_metric_sets(ctx, metric_sets)
+                metric_frames.append(
+                    pd.DataFrame(
+                        {"image_id": ids, "method": key}
+                        | {c: v.detach().cpu().numpy() for c, v in columns.items()}
+                    )
+                )
             classes = [class_of[int(y)] for y in labels]
             for name, t in toks.items():
                 frame = tokens_to_frame(t, name, ids, **keys, method=key)
@@ -228,6 +330,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
             }
         )
     aggregates["explain/accuracy"] = float(summary.drop_duplicates("image_id").correct.mean())
+    if metric_frames:
+        per_image = pd.concat(metric_frames, ignore_index=True)
+        per_image.to_csv(out / "metrics.csv", index=False)
+        aggregates.update(metric_aggregates(per_image))
+        if "alignment" in metric_sets:
+            _spurious_mosaics(per_image, data, images_ds, out, size)
     if len(methods) > 1:  # do the methods agree on where the mass is? (rank of cell masses)
         agreement = method_agreement(tokens)
         agreement.to_csv(out / "method_agreement.csv", index=False)

@@ -68,6 +68,15 @@ def test_explain_writes_artifacts_and_an_mlflow_run(compose_cfg, checkpoint, tmp
     assert len(list((out / "overlays/gradcam").glob("*.png"))) == 2
     assert (out / "mosaics/gradcam_correct_error.png").stat().st_size > 0
     assert (out / "token_grids/gradcam.png").stat().st_size > 0
+    # default metric set: alignment for the foreground and every SynthDrivers part
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert len(metrics) == 3 * n_images
+    assert {"iou/fg", "pointing_game/fg", "average_precision/spurious", "delta_density/head"} <= set(metrics.columns)
+    assert metrics["pointing_game/fg"].isin([0, 1]).all()
+    assert (out / "mosaics/gradcam_spurious_candidates.png").stat().st_size > 0
+    ranked = pd.read_csv(out / "spurious_candidates_gradcam.csv")
+    assert ranked["delta_density/fg"].is_monotonic_increasing
+    assert result["explain/gradcam/ea_pg/fg"] == pytest.approx(metrics[metrics.method == "gradcam"]["pointing_game/fg"].mean())
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/outputs/mlflow.db")
     run = client.get_run(result["run_id"])
