@@ -34,7 +34,13 @@ from .data.ensure import ensure_prepared
 from .data.prepared import PreparedDataset
 from .errors import SageError
 from .metrics.alignment import EA_NAMES, rank_spurious_candidates
-from .metrics.suite import MetricContext, compute_metric_sets
+from .metrics.suite import (
+    MetricContext,
+    check_metric_sets,
+    compute_metric_sets,
+    is_pooled,
+    pooled_set,
+)
 from .models import get_backbone_spec
 from .models.fingerprint import model_fingerprint
 from .plots.overlay import correct_error_mosaic, overlay
@@ -105,9 +111,7 @@ def metric_aggregates(per_image: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def _spurious_mosaics(
-    per_image: pd.DataFrame, data: PreparedDataset, images_ds, out: Path, size: int
-) -> None:
+def _spurious_mosaics(per_image: pd.DataFrame, data: PreparedDataset, out: Path, size: int) -> None:
     """Lowest Δ density on the foreground first: the images whose saliency lies most outside
     the driver, i.e. spurious-feature candidates (Explanation Alignment §5)."""
     column = "delta_density/fg"
@@ -187,11 +191,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if not methods:
         raise SageError("no saliency method selected: e.g. cam=[gradcam,eigencam]")
     class_of = dict(enumerate(data.classes))
+    first_method = next(iter(methods))
     keys = {"split": cfg.split, "variant": ds["variant"], "model_run": model_run}
 
     metric_sets = OmegaConf.to_container(cfg.metrics, resolve=True) if cfg.get("metrics") else {}
     discriminative = _discriminative_lut(data, images_ds.frame)
+    check_metric_sets(metric_sets)
     token_frames, summaries, metric_frames, aggregates = [], [], [], {}
+    pooled: dict[tuple[str | None, str], list] = {}  # (method or None, set) -> batch results
     timings: dict[str, float] = {}
     for key, method in methods.items():
         arrays = out / "arrays" / key
@@ -199,6 +206,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         (out / "overlays" / key).mkdir(parents=True, exist_ok=True)
         tiles: dict[str, dict[str, list]] = {c: {"correct": [], "error": []} for c in data.classes}
         n_overlays = 0
+        cache: dict = {}  # per-method state of the metric sets (e.g. COSE's transforms)
         start = time.perf_counter()
         for batch in tqdm(loader, desc=f"explain {key}", disable=not cfg.progress):
             images = batch["image"].to(device)
@@ -227,8 +235,17 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     mean=spec.mean,
                     std=spec.std,
                     gt=ground_truth(parts, ids, discriminative),
+                    cache=cache,
                 )
                 columns = compute_metric_sets(ctx, metric_sets)
+                for name, options in metric_sets.items():
+                    if not is_pooled(name):
+                        continue
+                    spec_ = pooled_set(name)
+                    if spec_.model_level and key != first_method:
+                        continue  # model-level (RFS): once, with the first method's batches
+                    owner = None if spec_.model_level else key
+                    pooled.setdefault((owner, name), []).append(spec_.batch(ctx, **(options or {})))
                 metric_frames.append(
                     pd.DataFrame(
                         {"image_id": ids, "method": key}
@@ -335,7 +352,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
         per_image.to_csv(out / "metrics.csv", index=False)
         aggregates.update(metric_aggregates(per_image))
         if "alignment" in metric_sets:
-            _spurious_mosaics(per_image, data, images_ds, out, size)
+            _spurious_mosaics(per_image, data, out, size)
+    pooled_scores = {}
+    for (owner, name), results in pooled.items():
+        scores = pooled_set(name).aggregate(results)
+        prefix = f"explain/{owner}/{name}" if owner else f"explain/{name}"
+        pooled_scores[prefix] = scores
+        aggregates.update({f"{prefix}/{k}": v for k, v in scores.items()})
+    if pooled_scores:
+        (out / "pooled_metrics.json").write_text(json.dumps(pooled_scores, indent=2))
     if len(methods) > 1:  # do the methods agree on where the mass is? (rank of cell masses)
         agreement = method_agreement(tokens)
         agreement.to_csv(out / "method_agreement.csv", index=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -71,12 +72,19 @@ def test_explain_writes_artifacts_and_an_mlflow_run(compose_cfg, checkpoint, tmp
     # default metric set: alignment for the foreground and every SynthDrivers part
     metrics = pd.read_csv(out / "metrics.csv")
     assert len(metrics) == 3 * n_images
-    assert {"iou/fg", "pointing_game/fg", "average_precision/spurious", "delta_density/head"} <= set(metrics.columns)
+    assert {
+        "iou/fg",
+        "pointing_game/fg",
+        "average_precision/spurious",
+        "delta_density/head",
+    } <= set(metrics.columns)
     assert metrics["pointing_game/fg"].isin([0, 1]).all()
     assert (out / "mosaics/gradcam_spurious_candidates.png").stat().st_size > 0
     ranked = pd.read_csv(out / "spurious_candidates_gradcam.csv")
     assert ranked["delta_density/fg"].is_monotonic_increasing
-    assert result["explain/gradcam/ea_pg/fg"] == pytest.approx(metrics[metrics.method == "gradcam"]["pointing_game/fg"].mean())
+    assert result["explain/gradcam/ea_pg/fg"] == pytest.approx(
+        metrics[metrics.method == "gradcam"]["pointing_game/fg"].mean()
+    )
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/outputs/mlflow.db")
     run = client.get_run(result["run_id"])
@@ -145,3 +153,22 @@ def test_method_agreement_and_compare_cli(compose_cfg, checkpoint, tmp_path):
     same = pd.read_csv(tmp_path / "cmp.csv")
     assert np.allclose(same.patch_kl, 0, atol=1e-6)  # a table compared with itself
     assert np.allclose(same.spearman.dropna(), 1)
+
+
+def test_explain_pooled_metric_sets(compose_cfg, checkpoint):
+    result, out = _explain(
+        compose_cfg,
+        checkpoint,
+        "cam=[gradcam]",
+        "metrics=[alignment,cose,rfs]",
+        "metrics.cose.transforms=[flip_lr,brightness]",
+        "limit=8",
+    )
+    pooled = json.loads((out / "pooled_metrics.json").read_text())
+    assert {"explain/gradcam/cose", "explain/rfs"} == set(pooled)
+    assert -1 <= result["explain/rfs/rfs"] <= 1
+    assert 0 <= result["explain/rfs/a_fg"] <= 1
+    assert (
+        "explain/gradcam/cose/n_consistent" in result
+        or "explain/gradcam/cose/n_sensitive" in result
+    )

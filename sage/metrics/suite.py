@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..errors import SageError
@@ -50,22 +51,27 @@ def register_metric_set(name: str) -> Callable[[MetricSet], MetricSet]:
 
 
 def list_metric_sets() -> list[str]:
-    return sorted(_SETS)
+    return sorted(set(_SETS) | set(_POOLED))
 
 
 def compute_metric_sets(
     ctx: MetricContext, sets: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Tensor]:
     """Run every selected set (``{name: options}``) on ``ctx``; columns of all sets merged."""
-    unknown = sorted(set(sets) - set(_SETS))
+    check_metric_sets(sets)
+    columns: dict[str, Tensor] = {}
+    for name, options in sets.items():
+        if name in _SETS:  # pooled sets are run by the caller (see PooledSet)
+            columns.update(_SETS[name](ctx, **dict(options or {})))
+    return columns
+
+
+def check_metric_sets(sets: Mapping[str, Any]) -> None:
+    unknown = sorted(set(sets) - set(_SETS) - set(_POOLED))
     if unknown:
         raise SageError(
             f"unknown metric sets {unknown}; available: {', '.join(list_metric_sets())}"
         )
-    columns: dict[str, Tensor] = {}
-    for name, options in sets.items():
-        columns.update(_SETS[name](ctx, **dict(options or {})))
-    return columns
 
 
 @register_metric_set("alignment")
@@ -85,3 +91,128 @@ def alignment_set(
     wanted = {r: m for r, m in ctx.regions.items() if regions is None or r in regions}
     scores = alignment_scores(ctx.maps, wanted, tau=tau, tolerance=tolerance)
     return {f"{metric}/{region}": v for region, per in scores.items() for metric, v in per.items()}
+
+
+# ---------------------------------------------------------------- pooled (dataset-level) sets
+
+
+@dataclass(frozen=True)
+class PooledSet:
+    """A metric defined over the whole dataset (COSE counts pairs, RFS averages accuracies):
+    ``batch`` runs on one batch, ``aggregate`` pools the batch results into scalars.
+    ``model_level`` sets do not depend on the saliency method and run once per batch."""
+
+    batch: Callable[..., Any]
+    aggregate: Callable[[list[Any]], dict[str, float]]
+    model_level: bool = False
+
+
+_POOLED: dict[str, PooledSet] = {}
+
+
+def is_pooled(name: str) -> bool:
+    return name in _POOLED
+
+
+def pooled_set(name: str) -> PooledSet:
+    return _POOLED[name]
+
+
+def _cose_batch(
+    ctx: MetricContext,
+    n: int = 1,
+    seed: int = 0,
+    transforms: list[str] | None = None,
+    random_copy: bool = True,
+) -> Any:
+    from ..models import create_backbone
+    from .cose import consistency_sensitivity
+    from .transforms import sample_transforms
+
+    if "cose_transforms" not in ctx.cache:
+        ctx.cache["cose_transforms"] = sample_transforms(n, seed=seed, names=transforms)
+        models = []
+        backbone = getattr(ctx.model, "sage_backbone", None)
+        if random_copy and backbone is not None:  # COSE's model-perturbation: random weights
+            state = torch.random.get_rng_state()
+            torch.manual_seed(seed)
+            models.append(create_backbone(backbone, _n_classes(ctx)).to(ctx.images.device))
+            torch.random.set_rng_state(state)
+        ctx.cache["cose_models"] = models
+    return consistency_sensitivity(
+        ctx.model,
+        ctx.images,
+        ctx.labels,
+        ctx.method,
+        ctx.cache["cose_transforms"],
+        ctx.mean,
+        ctx.std,
+        models=ctx.cache["cose_models"],
+    )
+
+
+def _n_classes(ctx: MetricContext) -> int:
+    with torch.no_grad():
+        return int(ctx.model(ctx.images[:1]).shape[-1])
+
+
+def _cose_aggregate(results: list[Any]) -> dict[str, float]:
+    from .cose import aggregate_cose
+
+    pooled = aggregate_cose(results)
+    out = {
+        k: pooled[k]
+        for k in (
+            "consistency",
+            "sensitivity",
+            "cose",
+            "cose_geometric",
+            "n_consistent",
+            "n_sensitive",
+        )
+    }
+    for kind in ("geometric", "photometric", "model"):
+        for key in ("consistency", "sensitivity", "cose"):
+            if key in pooled.get(kind, {}):
+                out[f"{kind}/{key}"] = pooled[kind][key]
+    return {k: float(v) for k, v in out.items()}
+
+
+def _rfs_batch(
+    ctx: MetricContext, trials: int = 1, seed: int = 0, sigmas: list[float] | None = None
+) -> Any:
+    from .rfs import DEFAULT_SIGMAS, rfs
+
+    # a different noise stream per batch, reproducible from the seed
+    ctx.cache["rfs_batches"] = ctx.cache.get("rfs_batches", -1) + 1
+    return rfs(
+        ctx.model,
+        ctx.images,
+        ctx.regions["fg"],
+        ctx.labels,
+        ctx.mean,
+        ctx.std,
+        sigmas=sigmas or DEFAULT_SIGMAS,
+        trials=trials,
+        seed=seed + ctx.cache["rfs_batches"],
+    )
+
+
+def _rfs_aggregate(results: list[Any]) -> dict[str, float]:
+    from .rfs import aggregate_rfs
+
+    pooled = aggregate_rfs(results)
+    keys = (
+        "rfs",
+        "rfs_sigma_mean",
+        "irfs",
+        "a_fg",
+        "a_bg",
+        "clean_accuracy",
+        "grey_background_accuracy",
+    )
+    return {k: float(pooled[k]) for k in keys if pooled.get(k) is not None}
+
+
+_POOLED["cose"] = PooledSet(_cose_batch, _cose_aggregate)
+_POOLED["rfs"] = PooledSet(_rfs_batch, _rfs_aggregate, model_level=True)
