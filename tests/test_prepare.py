@@ -47,7 +47,9 @@ def test_prepared_layout_counts_and_shared_ids(prepare, dataset):
         assert meta.groupby("subject")["split"].nunique().max() == 1
         assert meta["fg_fraction"].between(0, 1, inclusive="neither").all()
         for sub in ("images", "masks", "parts", "annotations/yolo"):
-            assert len([p for p in (link / sub).iterdir() if p.name != "legend.json"]) == len(meta), sub
+            assert len([p for p in (link / sub).iterdir() if p.name != "legend.json"]) == len(
+                meta
+            ), sub
         assert PreparedDataset.open(link).part_names[6] == "spurious"
         assert len(json.loads((link / "annotations/via.json").read_text())) == len(meta)
         assert (link / "mosaics/classes.png").stat().st_size > 0
