@@ -172,3 +172,30 @@ def test_explain_pooled_metric_sets(compose_cfg, checkpoint):
         "explain/gradcam/cose/n_consistent" in result
         or "explain/gradcam/cose/n_sensitive" in result
     )
+
+
+def test_explain_faithfulness_road_arcc_cosine(compose_cfg, checkpoint):
+    result, out = _explain(
+        compose_cfg,
+        checkpoint,
+        "cam=[gradcam,half]",
+        "metrics=[faithfulness,arcc,cosine]",
+        "limit=8",
+    )
+    metrics = pd.read_csv(out / "metrics.csv")
+    expected = {
+        "average_drop",
+        "increase_in_confidence",
+        "coherency",
+        "complexity",
+        "adcc",
+        "arcc",
+        "road",
+        "cosine_gt",
+    }
+    assert expected <= set(metrics.columns)
+    assert metrics.average_drop.between(0, 1).all() and metrics.complexity.between(0, 1).all()
+    assert metrics.cosine_gt.notna().all()  # SynthDrivers has a ground-truth attribution
+    half = metrics[metrics.method == "half"]
+    assert np.allclose(half.complexity, 0.5, atol=0.02)  # left half ones
+    assert "explain/gradcam/arcc" in result and "explain/half/adcc" in result

@@ -59,6 +59,7 @@ def compute_metric_sets(
 ) -> dict[str, Tensor]:
     """Run every selected set (``{name: options}``) on ``ctx``; columns of all sets merged."""
     check_metric_sets(sets)
+    ctx.cache["_batch"] = {}  # results shared between the sets of this batch only
     columns: dict[str, Tensor] = {}
     for name, options in sets.items():
         if name in _SETS:  # pooled sets are run by the caller (see PooledSet)
@@ -91,6 +92,91 @@ def alignment_set(
     wanted = {r: m for r, m in ctx.regions.items() if regions is None or r in regions}
     scores = alignment_scores(ctx.maps, wanted, tau=tau, tolerance=tolerance)
     return {f"{metric}/{region}": v for region, per in scores.items() for metric, v in per.items()}
+
+
+def _faithfulness(ctx: MetricContext) -> dict[str, Tensor]:
+    """ADCC's parts, cached so ``arcc`` and ``faithfulness`` share them."""
+    if "faithfulness" not in ctx.cache.get("_batch", {}):
+        from .faithfulness import adcc, average_drop, coherency, complexity, increase_in_confidence
+
+        ad = average_drop(ctx.model, ctx.images, ctx.maps, ctx.targets)
+        coh = coherency(ctx.model, ctx.images, ctx.maps, ctx.targets, ctx.method)
+        com = complexity(ctx.maps)
+        ctx.cache.setdefault("_batch", {})["faithfulness"] = {
+            "average_drop": ad,
+            "increase_in_confidence": increase_in_confidence(
+                ctx.model, ctx.images, ctx.maps, ctx.targets
+            ),
+            "coherency": coh,
+            "complexity": com,
+            "adcc": adcc(ad, coh, com),
+        }
+    return ctx.cache["_batch"]["faithfulness"]
+
+
+@register_metric_set("faithfulness")
+def faithfulness_set(ctx: MetricContext) -> dict[str, Tensor]:
+    """Average Drop, Increase in Confidence, Coherency, Complexity, ADCC (Poppi et al. 2021)."""
+    return dict(_faithfulness(ctx))
+
+
+def _road(
+    ctx: MetricContext, percentiles=(20, 40, 60, 80), noise: float = 0.0
+) -> dict[str, Tensor]:
+    key = ("road", tuple(percentiles), noise)
+    batch = ctx.cache.setdefault("_batch", {})
+    if key not in batch:
+        from .road import road_scores
+
+        scores = road_scores(
+            ctx.model,
+            ctx.images,
+            ctx.maps,
+            ctx.targets,
+            percentiles=tuple(percentiles),
+            noise=noise,
+        )
+        batch[key] = {
+            "road/morf": scores["morf"],
+            "road/lerf": scores["lerf"],
+            "road": scores["road"],
+        }
+    return batch[key]
+
+
+@register_metric_set("road")
+def road_set(
+    ctx: MetricContext, percentiles=(20, 40, 60, 80), noise: float = 0.0
+) -> dict[str, Tensor]:
+    """ROAD MoRF / LeRF / combined (Rong et al. 2022) with noisy linear imputation."""
+    return dict(_road(ctx, percentiles, noise))
+
+
+@register_metric_set("arcc")
+def arcc_set(
+    ctx: MetricContext, percentiles=(20, 40, 60, 80), noise: float = 0.0
+) -> dict[str, Tensor]:
+    """ARCC: harmonic mean of clip(2·ROAD, 0, 1), Coherency and 1 − Complexity."""
+    from .road import arcc
+
+    road = _road(ctx, percentiles, noise)
+    faith = _faithfulness(ctx)
+    return {
+        "arcc": arcc(road["road"], faith["coherency"], faith["complexity"]),
+        "road": road["road"],
+        "coherency": faith["coherency"],
+        "complexity": faith["complexity"],
+    }
+
+
+@register_metric_set("cosine")
+def cosine_set(ctx: MetricContext) -> dict[str, Tensor]:
+    """Cosine similarity to the ground-truth attribution (SynthDrivers' discriminative parts)."""
+    from .faithfulness import cosine_to_ground_truth
+
+    if ctx.gt is None:
+        return {"cosine_gt": torch.full((ctx.maps.shape[0],), float("nan"), device=ctx.maps.device)}
+    return {"cosine_gt": cosine_to_ground_truth(ctx.maps, ctx.gt)}
 
 
 # ---------------------------------------------------------------- pooled (dataset-level) sets
