@@ -35,14 +35,15 @@ Conventions (DESIGN §4):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from sage.saliency.normalize import minmax, working_dtype
+
+from .batch_checks import check_batch, eval_no_grad
 
 __all__ = [
     "adcc",
@@ -60,27 +61,6 @@ SaliencyFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-@contextmanager
-def _eval_no_grad(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def _check(images: Tensor, maps: Tensor, targets: Tensor | None) -> None:
-    if images.dim() != 4:
-        raise ValueError(f"images must be (B, C, H, W), got {tuple(images.shape)}")
-    b, _, h, w = images.shape
-    if maps.shape != (b, h, w):
-        raise ValueError(f"maps must be (B, H, W) = {(b, h, w)}, got {tuple(maps.shape)}")
-    if targets is not None and targets.shape != (b,):
-        raise ValueError(f"targets must be ({b},), got {tuple(targets.shape)}")
 
 
 def _nan_where(invalid: Tensor, value: Tensor) -> Tensor:
@@ -109,7 +89,7 @@ def _confidence(
 ) -> tuple[Tensor, Tensor, Tensor]:
     b = images.shape[0]
     masked = images * scaled[:, None].to(images.dtype)
-    with _eval_no_grad(model):
+    with eval_no_grad(model):
         logits = _logits(model, torch.cat([images, masked]), batch_size)
     probs = torch.softmax(logits.float(), dim=1)
     if targets is None:
@@ -132,7 +112,7 @@ def masked_confidence(
     The clean and masked batches go through the model together (one pass, or batches of
     ``batch_size``). Returns ``{"y", "o", "targets", "flat"}``, each (B,).
     """
-    _check(images, maps, targets)
+    check_batch(images, maps, targets)
     scaled, flat = _scaled(maps, images.device)
     y, o, targets = _confidence(model, images, scaled, targets, batch_size)
     return {"y": y, "o": o, "targets": targets, "flat": flat}
@@ -231,10 +211,10 @@ def coherency(
     ε-guarded value); a flat S gives NaN. ``targets=None`` explains the predicted classes
     (one extra forward pass).
     """
-    _check(images, maps, targets)
+    check_batch(images, maps, targets)
     scaled, flat = _scaled(maps, images.device)
     if targets is None:
-        with _eval_no_grad(model):
+        with eval_no_grad(model):
             targets = _logits(model, images, None).argmax(1)
     targets = targets.to(images.device).long()
     coh = _coherency(model, images, scaled, targets, method)
@@ -290,7 +270,7 @@ def adcc_scores(
     batch). Returns ``{"average_drop", "increase_in_confidence", "coherency", "complexity",
     "adcc", "y", "o", "targets", "flat"}``, each (B,).
     """
-    _check(images, maps, targets)
+    check_batch(images, maps, targets)
     scaled, flat = _scaled(maps, images.device)
     y, o, targets = _confidence(model, images, scaled, targets, batch_size)
     ad = _nan_where(flat, _average_drop(y, o))

@@ -30,14 +30,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sage.saliency.normalize import minmax
+
+from .batch_checks import check_batch, eval_no_grad
 
 __all__ = [
     "ROAD_PERCENTILES",
@@ -570,31 +571,10 @@ def percentile_keep_masks(
     return out[0], out[1]
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
 def _class_probs(model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
     logits = model(images)
     probs = torch.softmax(logits.float(), dim=1)
     return probs.gather(1, targets[:, None].to(probs.device)).squeeze(1)
-
-
-def _check_inputs(images: Tensor, maps: Tensor, targets: Tensor | None) -> None:
-    if images.dim() != 4:
-        raise ValueError(f"images must be (B, C, H, W), got {tuple(images.shape)}")
-    b, _, h, w = images.shape
-    if maps.shape != (b, h, w):
-        raise ValueError(f"maps must be (B, H, W) = {(b, h, w)}, got {tuple(maps.shape)}")
-    if targets is not None and targets.shape != (b,):
-        raise ValueError(f"targets must be ({b},), got {tuple(targets.shape)}")
 
 
 def road_scores(
@@ -645,7 +625,7 @@ def road_scores(
         probability of the explained class; ``targets`` (B,); ``flat`` (B,) bool;
         ``percentiles`` (P,).
     """
-    _check_inputs(images, maps, targets)
+    check_batch(images, maps, targets)
     b, _, h, w = images.shape
     dev = images.device
     n_p = len(percentiles)
@@ -655,7 +635,7 @@ def road_scores(
     morf_keep, lerf_keep = percentile_keep_masks(scaled, percentiles)
     removed = ~torch.stack([morf_keep, lerf_keep], 1).reshape(b * 2 * n_p, h, w)
     bs = batch_size or b
-    with _eval_mode(model):
+    with eval_no_grad(model):
         if targets is None:
             logits = torch.cat([model(images[i : i + bs]) for i in range(0, b, bs)])
             targets = logits.argmax(1)
