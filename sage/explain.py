@@ -235,6 +235,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     mean=spec.mean,
                     std=spec.std,
                     gt=ground_truth(parts, ids, discriminative),
+                    logits=logits,
                     cache=cache,
                 )
                 columns = compute_metric_sets(ctx, metric_sets)

@@ -16,6 +16,7 @@ from pytorch_grad_cam.metrics.arcc import ARCC
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from torch import nn
 
+import sage.metrics.road as road_mod
 from sage.metrics.faithfulness import adcc_scores
 from sage.metrics.road import arcc, noisy_linear_impute, percentile_keep_masks, road_scores
 from sage.models import create_backbone
@@ -126,6 +127,52 @@ def test_batched_imputation_equals_per_image():
         alone = noisy_linear_impute(images[i : i + 1], removed[i : i + 1])
         torch.testing.assert_close(together[i : i + 1], alone, atol=2e-5, rtol=0)
     torch.testing.assert_close(together, chunked, atol=2e-5, rtol=0)
+
+
+def test_fine_grid_in_parts_gives_the_same_imputation(monkeypatch):
+    """The CPU path can split the fine grid of a chunk into cache-sized parts sharing one
+    coarse hierarchy; forcing several parts must not change the result."""
+    gen = torch.Generator().manual_seed(8)
+    h, w = 40, 36
+    masks = masks_for(h, w, gen)
+    removed = torch.stack(list(masks.values()))
+    images = torch.randn(len(masks), 3, h, w, generator=gen)
+    whole = noisy_linear_impute(images, removed)
+    monkeypatch.setattr(road_mod, "_CPU_PART_ELEMS", 3 * h * w * 3)  # 3 images per part
+    parts = noisy_linear_impute(images, removed, chunk_size=8)
+    torch.testing.assert_close(parts, whole, atol=2e-5, rtol=0)
+
+
+def test_multigrid_preconditioner_is_symmetric_positive_definite():
+    """PCG is only valid with a symmetric positive-definite preconditioner: check the V-cycle
+    (an odd and an even side, border-touching holes, fine grid in parts) numerically."""
+    gen = torch.Generator().manual_seed(4)
+    h, w = 45, 38
+    coarse = torch.rand(2, 1, 5, 4, generator=gen)
+    u = (F.interpolate(coarse, size=(h, w), mode="bilinear") > 0.35).double()
+    mg = road_mod._Multigrid(u, 1, 1)  # two fine parts, coarse grids 23×19 and 12×10
+    assert len(mg.parts) == 2 and len(mg.levels) == 2
+
+    def apply(x):
+        for k, part in enumerate(mg.parts):
+            part.r.zero_()
+            part.r[..., 1:-1, 1:-1] = x[k : k + 1] * u[k : k + 1]
+        mg.vcycle()
+        return torch.cat([part.z[..., 1:-1, 1:-1] for part in mg.parts])
+
+    a, b = torch.randn(2, 2, 1, h, w, generator=gen, dtype=torch.float64) * u
+    ab, ba = (a * apply(b)).sum(), (b * apply(a)).sum()
+    assert abs(ab - ba) < 1e-10 * abs(ab)
+    assert (a * apply(a)).sum() > 0
+
+
+def test_skinny_images_are_imputed():
+    gen = torch.Generator().manual_seed(9)
+    for h, w in [(2, 700), (1, 300), (600, 1)]:
+        images = torch.randn(2, 3, h, w, generator=gen)
+        removed = torch.rand(2, h, w, generator=gen) < 0.7
+        ours = noisy_linear_impute(images, removed)
+        assert (ours[0] - gc_impute(images[0], removed[0])).abs().max() < 1e-4
 
 
 def test_noise_is_added_to_removed_pixels_after_solving():
@@ -245,8 +292,14 @@ def test_road_scores_batching_targets_and_mode():
     assert model.training  # mode restored
     assert one["targets"].tolist() == [0, 0, 0]
     two = road_scores(model, images, maps, torch.zeros(b, dtype=torch.long), batch_size=2)
+    with torch.no_grad():
+        logits = model(images)
+    three = road_scores(model, images, maps, None, logits=logits)  # no clean forward pass
     for key in ("morf", "lerf", "road", "before"):
         torch.testing.assert_close(one[key], two[key], atol=1e-6, rtol=0)
+        torch.testing.assert_close(one[key], three[key], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="logits must be"):
+        road_scores(model, images, maps, None, logits=logits[:2])
 
 
 def test_road_flat_map_is_nan_and_flagged():

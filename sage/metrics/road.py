@@ -50,8 +50,10 @@ __all__ = [
 
 ROAD_PERCENTILES: tuple[int, ...] = (20, 40, 60, 80)
 
-# Perturbed images imputed per solver window in road_scores.
-_ROAD_WINDOW = 64
+# road_scores imputes perturbed images in windows of at most this many bytes, then runs the
+# model over the window (imputation and forward passes each run back to back: interleaving
+# them at a finer grain costs cache warmth on the CPU).
+_ROAD_WINDOW_BYTES = 256 << 20
 # grad-cam's metrics/arcc.py adds this to every harmonic-mean term.
 _ARCC_EPS = 1e-8
 
@@ -89,6 +91,7 @@ _COARSEST_POINTS = 256  # dense Cholesky at or below this many points per image
 # working planes of a part stay in the L3 cache; a chunk (one multigrid) holds this many parts.
 _CPU_PART_ELEMS = 5 << 18
 _CPU_PARTS_PER_CHUNK = 1  # measured: more parts per chunk did not pay on 2 CPU cores
+_DENSE_VALUES = 1 << 23  # cap on the values of the coarsest dense factors of one chunk
 _OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 
 
@@ -182,12 +185,12 @@ class _Level:
         self._views: dict[tuple, list[Tensor]] = {}
         self._coef_k = [] if coef is None else [coef[:, k : k + 1] for k in range(9)]
 
-    def apply_neg(self, xp: Tensor, out: Tensor, hbuf: Tensor | None = None) -> None:
-        """``out = −A x`` (zero-bordered ``xp`` and ``out``); the fine grid leaves its rows
-        off the removed set unmasked (every consumer masks them)."""
+    def apply_neg(self, xp: Tensor, out: Tensor) -> None:
+        """``out = −A x`` (zero-bordered ``xp`` and ``out``); rows off the removed set are
+        left unmasked (every consumer masks them)."""
         o = _inner(out)
         if self.coef is None:
-            _s121(xp, self.hbuf if hbuf is None else hbuf, o)
+            _s121(xp, self.hbuf, o)
             out.addcmul_(self.c, xp, value=-1)
             return
         key = (xp.data_ptr(), xp.shape, xp.stride())
@@ -277,7 +280,7 @@ class _Multigrid:
         self.parts = [_Level(u[sl], channels, None) for sl in self.slices]
         self.levels: list[_Level] = []  # coarse grids; empty if the fine grid is the coarsest
         fine = self.parts[0]
-        if fine.h * fine.w <= _COARSEST_POINTS or min(fine.h, fine.w) <= 2:
+        if fine.h * fine.w <= _COARSEST_POINTS:
             for lv in self.parts:
                 lv.factorise()
             return
@@ -291,7 +294,7 @@ class _Multigrid:
             self.levels.append(_Level(torch.cat(ucs), channels, torch.cat(coefs)))
         while True:
             lv = self.levels[-1]
-            if lv.h * lv.w <= _COARSEST_POINTS or min(lv.h, lv.w) <= 2:
+            if lv.h * lv.w <= _COARSEST_POINTS:
                 lv.factorise()
                 break
             uc = self._coarse_mask(lv, channels)
@@ -351,10 +354,10 @@ class _Multigrid:
             self._post_smooth(lv, nxt.z[sl])
 
 
-def _dot(a: Tensor, b: Tensor) -> Tensor:
+def _dot(a: Tensor, b: Tensor, scratch: Tensor) -> Tensor:
     """Per-(image, channel) dot product of two zero-bordered (n, C, h, w) buffers → (n, C)."""
-    n, ch = a.shape[:2]
-    return torch.linalg.vecdot(a.view(n, ch, -1), b.view(n, ch, -1))
+    torch.mul(a, b, out=scratch)
+    return scratch.view(*a.shape[:2], -1).sum(-1)
 
 
 def _ratio(num: Tensor, den: Tensor) -> Tensor:
@@ -390,14 +393,14 @@ def _solve(
     rz = []
     for lv, (_, p, _, _) in zip(mg.parts, pcg, strict=True):
         p.copy_(lv.z)
-        rz.append(_dot(lv.r, lv.z))
+        rz.append(_dot(lv.r, lv.z, pcg[len(rz)][3]))
     res = math.inf
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007  (reported after the loop)
         worst = []
         for k, (lv, (e, p, q, scratch)) in enumerate(zip(mg.parts, pcg, strict=True)):
             lv.apply_neg(p, q)  # q = −A'p; its rows off the removed set are never used
-            alpha = _ratio(rz[k], -_dot(p, q))
+            alpha = _ratio(rz[k], -_dot(p, q, scratch))
             e.addcmul_(p, alpha)
             lv.r.addcmul_(q, alpha)
             torch.mul(lv.r, lv.dinv, out=scratch)
@@ -407,11 +410,12 @@ def _solve(
         if res < tol:
             break
         mg.vcycle()
-        for k, (lv, (_, p, _, _)) in enumerate(zip(mg.parts, pcg, strict=True)):
-            rz_new = _dot(lv.r, lv.z)
+        for k, (lv, (_, p, _, scratch)) in enumerate(zip(mg.parts, pcg, strict=True)):
+            rz_new = _dot(lv.r, lv.z, scratch)
             p.mul_(_ratio(rz_new, rz[k])).add_(lv.z)
             rz[k] = rz_new
-    values = torch.cat([_inner(e) for e, _, _, _ in pcg]) + mean
+    planes = [_inner(e) for e, _, _, _ in pcg]
+    values = (planes[0] if len(planes) == 1 else torch.cat(planes)) + mean
     return values, res, it
 
 
@@ -431,11 +435,16 @@ def _impute_into(
     n = removed.shape[0]
     ch, h, w = images.shape[1:]
     work = torch.float64 if images.dtype == torch.float64 else torch.float32
+    # the dense coarsest factors take n·m² float64 values: keep them under 64 MB
+    hc, wc = h, w
+    while hc * wc > _COARSEST_POINTS:
+        hc, wc = -(-hc // 2), -(-wc // 2)
+    dense_cap = max(1, _DENSE_VALUES // (hc * wc) ** 2)
     if images.device.type == "cpu":
-        part = max(1, _CPU_PART_ELEMS // (ch * h * w))
+        part = min(max(1, _CPU_PART_ELEMS // (ch * h * w)), dense_cap)
         chunk = chunk_size or part * _CPU_PARTS_PER_CHUNK
     else:
-        chunk = chunk_size or n
+        chunk = chunk_size or min(n, dense_cap)
         part = chunk
     for start in range(0, n, chunk):
         sl = slice(start, min(start + chunk, n))
@@ -456,7 +465,7 @@ def _impute_into(
             values = values + noise * torch.randn(
                 values.shape, generator=generator, dtype=work, device=images.device
             )
-        out[sl] = torch.where(rem[:, None], values, src).to(out.dtype)
+        torch.where(rem[:, None], values.to(out.dtype), src.to(out.dtype), out=out[sl])
 
 
 def noisy_linear_impute(
@@ -587,7 +596,8 @@ def road_scores(
     batch_size: int | None = None,
     *,
     generator: torch.Generator | None = None,
-    tol: float = 1e-5,
+    tol: float = 1e-4,
+    logits: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """ROAD MoRF / LeRF / combined scores per image (Rong et al. 2022; grad-cam semantics).
 
@@ -617,7 +627,14 @@ def road_scores(
         noise: imputation noise std (grad-cam's default is 0.01; 0 here, deterministic).
         batch_size: perturbed images per forward pass.
         generator: torch generator for the noise.
-        tol: imputation tolerance (see :func:`noisy_linear_impute`).
+        tol: imputation tolerance (see :func:`noisy_linear_impute`). Looser than the
+            imputer's own default: 1e-4 in normalised units is under 1 % of an 8-bit grey level,
+            moves the scores by ~1e-6 (``benchmarks/road_speed.py`` measures the difference to
+            grad-cam) and saves an iteration.
+        logits: (B, K) logits of ``model`` on ``images`` if already at hand (e.g. a saliency
+            method's ``last_logits``): they replace the clean forward pass. (ROAD itself does
+            not need it — the clean probability cancels in ``LeRF − MoRF`` — but MoRF and
+            LeRF do.)
 
     Returns:
         dict of tensors on ``images``' device: ``morf``, ``lerf``, ``road`` (B,);
@@ -626,6 +643,8 @@ def road_scores(
         ``percentiles`` (P,).
     """
     check_batch(images, maps, targets)
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError("road_scores: images hold NaN or ±inf")
     b, _, h, w = images.shape
     dev = images.device
     n_p = len(percentiles)
@@ -636,23 +655,19 @@ def road_scores(
     removed = ~torch.stack([morf_keep, lerf_keep], 1).reshape(b * 2 * n_p, h, w)
     bs = batch_size or b
     with eval_no_grad(model):
-        if targets is None:
+        if logits is None:
             logits = torch.cat([model(images[i : i + bs]) for i in range(0, b, bs)])
-            targets = logits.argmax(1)
-            before = torch.softmax(logits.float(), 1).gather(1, targets[:, None]).squeeze(1)
-        else:
-            targets = targets.to(dev).long()
-            before = torch.cat(
-                [
-                    _class_probs(model, images[i : i + bs], targets[i : i + bs])
-                    for i in range(0, b, bs)
-                ]
-            )
-        # Impute a window of perturbed images at a time (chunks of several model batches give
-        # the solver larger, cheaper coarse grids), then run the model on it batch by batch.
+        elif logits.dim() != 2 or logits.shape[0] != b:
+            raise ValueError(f"logits must be (B, K) with B = {b}, got {tuple(logits.shape)}")
+        logits = logits.detach().to(dev)
+        targets = logits.argmax(1) if targets is None else targets.to(dev).long()
+        before = torch.softmax(logits.float(), 1).gather(1, targets[:, None]).squeeze(1)
+        # Impute a window of perturbed images (all of them for usual batches), then run the
+        # model over it batch by batch.
         owner = torch.arange(b, device=dev).repeat_interleave(2 * n_p)
         n_masks = b * 2 * n_p
-        window = bs * max(1, -(-_ROAD_WINDOW // bs))
+        per_image = images[0].numel() * images.element_size()
+        window = bs * max(1, _ROAD_WINDOW_BYTES // (per_image * bs))
         buf = torch.empty(min(window, n_masks), *images.shape[1:], dtype=images.dtype, device=dev)
         after = []
         for w0 in range(0, n_masks, window):

@@ -35,6 +35,9 @@ class MetricContext:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     gt: Tensor | None = None  # ground-truth attribution (B, H, W), where the data has one
+    # the model's logits on ``images`` when the caller has them (the method's forward pass):
+    # ROAD then skips its clean forward
+    logits: Tensor | None = None
     cache: dict[str, Any] = field(default_factory=dict)  # results shared between sets
 
 
@@ -95,23 +98,15 @@ def alignment_set(
 
 
 def _faithfulness(ctx: MetricContext) -> dict[str, Tensor]:
-    """ADCC's parts, cached so ``arcc`` and ``faithfulness`` share them."""
-    if "faithfulness" not in ctx.cache.get("_batch", {}):
-        from .faithfulness import adcc, average_drop, coherency, complexity, increase_in_confidence
+    """ADCC's parts, cached so ``arcc`` and ``faithfulness`` share them (one masked forward)."""
+    batch = ctx.cache.setdefault("_batch", {})
+    if "faithfulness" not in batch:
+        from .faithfulness import adcc_scores
 
-        ad = average_drop(ctx.model, ctx.images, ctx.maps, ctx.targets)
-        coh = coherency(ctx.model, ctx.images, ctx.maps, ctx.targets, ctx.method)
-        com = complexity(ctx.maps)
-        ctx.cache.setdefault("_batch", {})["faithfulness"] = {
-            "average_drop": ad,
-            "increase_in_confidence": increase_in_confidence(
-                ctx.model, ctx.images, ctx.maps, ctx.targets
-            ),
-            "coherency": coh,
-            "complexity": com,
-            "adcc": adcc(ad, coh, com),
-        }
-    return ctx.cache["_batch"]["faithfulness"]
+        scores = adcc_scores(ctx.model, ctx.images, ctx.maps, ctx.targets, ctx.method)
+        keep = ("average_drop", "increase_in_confidence", "coherency", "complexity", "adcc")
+        batch["faithfulness"] = {k: scores[k] for k in keep}
+    return batch["faithfulness"]
 
 
 @register_metric_set("faithfulness")
@@ -135,6 +130,7 @@ def _road(
             ctx.targets,
             percentiles=tuple(percentiles),
             noise=noise,
+            logits=ctx.logits,
         )
         batch[key] = {
             "road/morf": scores["morf"],
