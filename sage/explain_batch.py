@@ -1,0 +1,129 @@
+"""One batch through one saliency method: maps, predictions, fg/bg masses, tokens, metric sets.
+
+Shared by ``explain.py`` (a whole split, written to disk) and the validation-time
+:class:`~sage.training.sage_callback.SageCallback` (a probe set, logged per epoch), so both
+report the same quantities computed the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from .data.prepared import PreparedDataset
+from .metrics.suite import MetricContext, compute_metric_sets, is_pooled, pooled_set
+from .saliency.methods import SaliencyMethod
+from .saliency.normalize import SaliencyBatch, normalize_batch
+from .saliency.tokens import tokenize_grids
+
+
+def region_masks(masks: Tensor, parts: Tensor | None, names: Mapping[int, str]) -> dict:
+    """``fg`` plus one mask per named part (head, hands, object, spurious, ...)."""
+    regions = {"fg": masks}
+    if parts is not None:
+        regions |= {name: parts == pid for pid, name in names.items() if name != "background"}
+    return regions
+
+
+def discriminative_parts(data: PreparedDataset, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """image_id -> part ids that define its activity (the ground-truth attribution)."""
+    path = data.root / "parts" / "legend.json"
+    if not path.exists():
+        return {}
+    table = json.loads(path.read_text()).get("discriminative", {})
+    return {
+        i: np.asarray(table[s], dtype=np.int64)
+        for i, s in zip(frame["image_id"], frame["source_label"], strict=True)
+        if s in table
+    }
+
+
+def ground_truth(
+    parts: Tensor | None, ids: Sequence[str], lut: Mapping[str, np.ndarray]
+) -> Tensor | None:
+    """Discriminative-part masks of a batch (None when the dataset has no ground truth)."""
+    if parts is None or not all(i in lut for i in ids):
+        return None
+    table = torch.zeros(len(ids), 256, dtype=torch.bool, device=parts.device)
+    for row, image_id in enumerate(ids):  # a lookup row per image; the pixels are gathered at once
+        table[row, torch.as_tensor(lut[image_id], device=parts.device)] = True
+    return table.gather(1, parts.long().flatten(1)).view_as(parts)
+
+
+@dataclass
+class ExplainedBatch:
+    """Everything one method says about one batch (tensors on the batch's device)."""
+
+    maps: Tensor  # (B, H, W) raw maps
+    logits: Tensor  # (B, K)
+    confidence: Tensor  # (B,) max softmax probability
+    pred: Tensor  # (B,)
+    saliency: SaliencyBatch  # ReLU+PDF, min-max, A_fg / A_bg, zero flags
+    tokens: dict[str, Tensor]  # grid name -> (B, regions, P, Q, features)
+    columns: dict[str, Tensor] = field(default_factory=dict)  # per-image metric columns
+    pooled: dict[str, Any] = field(default_factory=dict)  # pooled set -> this batch's result
+
+
+def explain_batch(
+    net: nn.Module,
+    method: SaliencyMethod,
+    images: Tensor,
+    labels: Tensor,
+    masks: Tensor,
+    *,
+    grids: Sequence[tuple[int, int]],
+    mean: Sequence[float],
+    std: Sequence[float],
+    explain_true: bool = False,
+    metric_sets: Mapping[str, Mapping[str, Any] | None] | None = None,
+    pooled_model_level: bool = True,
+    parts: Tensor | None = None,
+    part_names: Mapping[int, str] | None = None,
+    gt: Tensor | None = None,
+    cache: dict | None = None,
+) -> ExplainedBatch:
+    """Explain ``images`` with ``method`` (predicted class, or the true one if
+    ``explain_true``) and compute the selected metric sets.
+
+    Pooled sets (COSE, RFS) return their per-batch result in ``pooled``; model-level pooled
+    sets (RFS) only when ``pooled_model_level`` (callers run them with one method).
+    ``cache`` carries per-method state between batches (e.g. COSE's sampled transforms).
+    """
+    maps = method(net, images, labels if explain_true else None)
+    logits = method.last_logits
+    if logits is None:  # baselines run no forward; predictions still matter
+        with torch.no_grad():
+            was_training = net.training
+            logits = net.eval()(images)
+            net.train(was_training)
+    logits = logits.detach()
+    conf, pred = logits.softmax(-1).max(-1)
+    sb = normalize_batch(maps, masks)
+    out = ExplainedBatch(maps, logits, conf, pred, sb, tokenize_grids(sb.pdf, masks, grids))
+    if metric_sets:
+        ctx = MetricContext(
+            model=net,
+            method=method,
+            images=images,
+            targets=labels if explain_true else pred,
+            labels=labels,
+            maps=maps,
+            regions=region_masks(masks, parts, part_names or {}),
+            mean=tuple(mean),
+            std=tuple(std),
+            gt=gt,
+            logits=logits,
+            cache=cache if cache is not None else {},
+        )
+        out.columns = compute_metric_sets(ctx, metric_sets)
+        for name, options in metric_sets.items():
+            if is_pooled(name) and (pooled_model_level or not pooled_set(name).model_level):
+                out.pooled[name] = pooled_set(name).batch(ctx, **dict(options or {}))
+    return out

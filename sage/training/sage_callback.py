@@ -1,0 +1,405 @@
+"""SageCallback: saliency, fg/bg masses, tokens and metric sets on a probe set at validation.
+
+Every ``every_n_epochs`` validation epochs the callback explains a fixed, class-stratified
+probe subset of the validation split (:mod:`sage.training.probe`) with each configured
+method and logs to the run's loggers
+
+- scalars ``val_sage/<method>/<name>`` (step = global step, like ``val/acc``): ``fg_mass``,
+  ``bg_mass``, their ``/correct`` and ``/error`` splits and ``fg_mass/c<k>`` per class,
+  ``zero_maps``, every metric column of the selected sets (``ea_pg``, ``ea_iou``, ``arcc``,
+  ``road``, ... with ``/correct``, ``/error`` and, for the headline metrics, ``/c<k>``),
+  pooled sets (``val_sage/<method>/cose/...``, ``val_sage/rfs/...``), ``val_sage/probe_acc``
+  and the callback's own wall time ``val_sage/seconds``;
+- artifacts ``val_sage/epoch_<e>/``: a probe mosaic per method (rows = classes, correct then
+  error, fg outlined), ``tokens.csv`` (the probe's token table) and ``summary.json``.
+
+At the end of fit it runs COSE with model perturbations: weight snapshots it saved at
+earlier epochs plus a random-weights copy of the architecture, logged as
+``val_sage/<method>/cose_models/...`` with the snapshots used in ``val_sage/cose_models.json``.
+
+Inside Lightning's validation loop (which runs under ``torch.inference_mode``) the work runs
+with inference mode off and gradients on, the module's train/eval mode restored, every hook
+released by the saliency methods, and the global RNG streams (torch, numpy, random) restored
+afterwards, so training with and without the callback is identical for a seed.
+
+Distributed training: the callback computes and logs on global rank 0 only (the probe set
+is small; other ranks skip it and continue); nothing is gathered.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import nn
+
+from ..data.datamodule import PreparedDataModule, PreparedImages, image_transform
+from ..errors import SageError
+from ..explain_batch import discriminative_parts, explain_batch, ground_truth
+from ..metrics.alignment import EA_NAMES
+from ..metrics.suite import check_metric_sets, pooled_set
+from ..metrics.transforms import sample_transforms
+from ..models import create_backbone
+from ..plots.probe_mosaic import probe_mosaic
+from ..saliency.methods import SaliencyMethod, create_method
+from ..saliency.tokens import tokens_to_frame
+from .probe import ProbeSet
+
+# metric columns also logged per class (besides fg_mass), so the UI can chart them by class
+_PER_CLASS = ("pointing_game/fg", "iou/fg", "arcc")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+@contextmanager
+def isolated(device: torch.device) -> Iterator[None]:
+    """Gradients on, inference mode off, and every global RNG stream restored on exit."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    # the legacy global numpy stream is what seed_everything seeds and user code may draw from
+    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002
+    try:
+        with (
+            torch.random.fork_rng(devices=devices),
+            torch.inference_mode(False),
+            torch.enable_grad(),
+        ):
+            yield
+    finally:
+        np.random.set_state(np_state)  # noqa: NPY002
+        random.setstate(py_state)
+
+
+def _mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+class SageCallback(pl.Callback):
+    """Explains a probe set at validation time and logs SAGE metrics and artifacts.
+
+    Args:
+        methods: saliency method names, or ``{name: {param: value}}``.
+        metrics: metric sets ``{set: options}`` (default: alignment + ARCC); ``cose`` and
+            ``rfs`` are selectable (pooled over the probe set).
+        per_class: probe images per class.
+        every_n_epochs: explain every N validation epochs (0 turns the callback off).
+        grids: token grids.
+        seed: probe selection, COSE transforms and the random-weights copy.
+        batch_size: probe images per saliency batch.
+        artifacts: log the per-epoch mosaic, token table and summary.
+        out_dir: where artifacts are written before logging (default: the trainer's
+            ``default_root_dir``/val_sage).
+        end_cose: run COSE's model-perturbation sensitivity at the end of fit.
+        snapshots: earlier-epoch weight snapshots kept for it (evenly spaced over the fit).
+        cose_transforms: input transforms sampled for that COSE run.
+        split: the split the probe comes from.
+    """
+
+    def __init__(
+        self,
+        methods: Sequence[str] | Mapping[str, Mapping[str, Any]] = ("gradcam",),
+        metrics: Mapping[str, Mapping[str, Any] | None] | None = None,
+        per_class: int = 3,
+        every_n_epochs: int = 1,
+        grids: Sequence[Sequence[int]] = ((4, 4), (8, 8)),
+        seed: int = 0,
+        batch_size: int = 32,
+        artifacts: bool = True,
+        out_dir: str | Path | None = None,
+        end_cose: bool = True,
+        snapshots: int = 2,
+        cose_transforms: int = 2,
+        split: str = "val",
+    ) -> None:
+        methods, metrics = _plain(methods), _plain(metrics)
+        if isinstance(methods, str):
+            methods = [methods]
+        if not isinstance(methods, Mapping):
+            methods = {m: {} for m in methods}
+        if not methods:
+            raise SageError("SageCallback needs at least one saliency method")
+        self.method_params = {k: dict(v or {}) for k, v in methods.items()}
+        self.metrics = {"alignment": {}, "arcc": {}} if metrics is None else dict(metrics)
+        check_metric_sets(self.metrics)
+        self.methods: dict[str, SaliencyMethod] = {
+            k: create_method(**({"name": k} | p)) for k, p in self.method_params.items()
+        }
+        self.per_class, self.every_n_epochs, self.seed = int(per_class), int(every_n_epochs), seed
+        self.grids = [tuple(int(x) for x in g) for g in _plain(grids)]
+        self.batch_size, self.artifacts, self.end_cose = int(batch_size), artifacts, end_cose
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.n_snapshots, self.cose_transforms, self.split = snapshots, cose_transforms, split
+        self.probe: ProbeSet | None = None
+        self._snapshot_epochs: set[int] = set()
+        self.snapshot_paths: dict[int, Path] = {}
+        self.history: list[dict[str, float]] = []  # logged scalars per probe epoch
+
+    # ------------------------------------------------------------------ setup
+
+    def _dir(self, trainer: pl.Trainer) -> Path:
+        return self.out_dir or Path(trainer.default_root_dir) / "val_sage"
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit" or self.every_n_epochs <= 0 or self.probe is not None:
+            return
+        dm = trainer.datamodule
+        if not isinstance(dm, PreparedDataModule):
+            raise SageError("SageCallback needs a PreparedDataModule (masks come from it)")
+        data = dm.data
+        images = PreparedImages(
+            data,
+            self.split,
+            image_transform(dm.image_size, dm.mean, dm.std),
+            with_masks=True,
+            with_parts=bool(data.part_names),
+        )
+        with isolated(torch.device("cpu")):
+            self.probe = ProbeSet.load(images, self.per_class, self.seed)
+        self._data, self._mean, self._std = data, dm.mean, dm.std
+        self._lut = discriminative_parts(data, self.probe.frame)
+        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+        probe_epochs = [e for e in range(max_epochs - 1) if (e + 1) % self.every_n_epochs == 0]
+        if self.end_cose and self.n_snapshots > 0 and probe_epochs:
+            picks = np.linspace(0, len(probe_epochs) - 1, min(self.n_snapshots, len(probe_epochs)))
+            self._snapshot_epochs = {probe_epochs[round(i)] for i in picks}
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.probe is None or not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            if hasattr(logger, "experiment") and hasattr(logger.experiment, "set_tag"):
+                logger.experiment.set_tag(logger.run_id, "val_sage/probe", self.probe.digest)
+        if self.artifacts:
+            path = self._dir(trainer) / "probe.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"digest": self.probe.digest, "image_ids": self.probe.ids}))
+            self._log_artifact(trainer, path, "val_sage")
+
+    # ------------------------------------------------------------------ per epoch
+
+    def _due(self, trainer: pl.Trainer) -> bool:
+        return (
+            self.probe is not None
+            and not trainer.sanity_checking
+            and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+            and trainer.is_global_zero
+        )
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._due(trainer):
+            return
+        start = time.perf_counter()
+        net = pl_module.net
+        epoch = trainer.current_epoch
+        out = self._dir(trainer) / f"epoch_{epoch:03d}"
+        with isolated(pl_module.device):
+            scalars, tables = self.evaluate(net, pl_module.device, out if self.artifacts else None)
+        if epoch in self._snapshot_epochs:
+            path = self._dir(trainer) / "snapshots" / f"epoch{epoch:03d}.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, path)
+            self.snapshot_paths[epoch] = path
+        if self.artifacts:
+            tables["tokens"].to_csv(out / "tokens.csv", index=False)
+            summary = {"epoch": epoch, "probe": self.probe.digest, "metrics": scalars}
+            (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        scalars["val_sage/seconds"] = time.perf_counter() - start
+        self.history.append({"epoch": epoch, **scalars})
+        self._log_metrics(trainer, scalars)
+        if self.artifacts:
+            self._log_artifact(trainer, out, f"val_sage/epoch_{epoch:03d}")
+
+    def evaluate(
+        self, net: nn.Module, device: torch.device, out: Path | None = None
+    ) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
+        """Explain the probe with every method; scalars ``val_sage/...`` and the token table.
+
+        Call inside :func:`isolated` (the callback does). Writes mosaics to ``out`` if given.
+        """
+        probe = self.probe
+        if probe is None:
+            raise SageError("SageCallback.evaluate before setup: no probe set")
+        n = len(probe.ids)
+        labels_np = probe.labels.numpy()
+        scalars: dict[str, float] = {}
+        token_frames = []
+        first = True
+        for key, method in self.methods.items():
+            cache: dict = {}
+            rows: dict[str, list[np.ndarray]] = {}
+            pooled: dict[str, list] = {}
+            minmax = []
+            for s in range(0, n, self.batch_size):
+                sl = slice(s, min(s + self.batch_size, n))
+                parts = probe.parts[sl].to(device) if probe.parts is not None else None
+                ids = probe.ids[sl]
+                res = explain_batch(
+                    net,
+                    method,
+                    probe.images[sl].to(device),
+                    probe.labels[sl].to(device),
+                    probe.masks[sl].to(device),
+                    grids=self.grids,
+                    mean=self._mean,
+                    std=self._std,
+                    metric_sets=self.metrics,
+                    pooled_model_level=first,
+                    parts=parts,
+                    part_names=self._data.part_names,
+                    gt=ground_truth(parts, ids, self._lut),
+                    cache=cache,
+                )
+                for name, value in [
+                    ("pred", res.pred),
+                    ("conf", res.confidence),
+                    ("a_fg", res.saliency.a_fg),
+                    ("a_bg", res.saliency.a_bg),
+                    ("zero", res.saliency.zero),
+                    *res.columns.items(),
+                ]:
+                    rows.setdefault(name, []).append(value.detach().float().cpu().numpy())
+                for name, result in res.pooled.items():
+                    pooled.setdefault(name, []).append(result)
+                minmax.append(res.saliency.minmax.cpu().numpy())
+                for grid, t in res.tokens.items():
+                    token_frames.append(tokens_to_frame(t, grid, ids, method=key))
+            cols = {k: np.concatenate(v) for k, v in rows.items()}
+            scalars |= self._scalars(key, cols, labels_np)
+            for name, results in pooled.items():
+                owner = "val_sage" if pooled_set(name).model_level else f"val_sage/{key}"
+                for metric, value in pooled_set(name).aggregate(results).items():
+                    scalars[f"{owner}/{name}/{metric}"] = value
+            if first:
+                scalars["val_sage/probe_acc"] = float((cols["pred"] == labels_np).mean())
+            if out is not None:
+                self._mosaic(key, cols, np.concatenate(minmax), out)
+            first = False
+        tokens = pd.concat(token_frames, ignore_index=True)
+        return {k: v for k, v in scalars.items() if np.isfinite(v)}, {"tokens": tokens}
+
+    def _scalars(self, key: str, cols: dict[str, np.ndarray], labels: np.ndarray) -> dict:
+        prefix = f"val_sage/{key}"
+        valid = cols["zero"] < 0.5
+        correct = cols["pred"] == labels
+        out = {f"{prefix}/zero_maps": float((~valid).sum())}
+        names = {"fg_mass": "a_fg", "bg_mass": "a_bg"}
+        names |= {c: c for c in cols if c not in ("pred", "conf", "a_fg", "a_bg", "zero")}
+        for name, column in names.items():
+            values = np.where(valid, cols[column], np.nan)
+            metric, _, region = name.partition("/")
+            if metric in EA_NAMES:  # Explanation Alignment: EA_PG / EA_IoU (fg unsuffixed)
+                alias = EA_NAMES[metric].lower() + ("" if region == "fg" else f"/{region}")
+                out[f"{prefix}/{alias}"] = _mean(values)
+            out[f"{prefix}/{name}"] = _mean(values)
+            if region in ("", "fg"):  # correct/error splits for the driver, not every part
+                out[f"{prefix}/{name}/correct"] = _mean(values[correct])
+                out[f"{prefix}/{name}/error"] = _mean(values[~correct])
+            if name == "fg_mass" or name in _PER_CLASS:
+                for k in np.unique(labels):
+                    out[f"{prefix}/{name}/c{int(k)}"] = _mean(values[labels == k])
+        return out
+
+    def _mosaic(self, key: str, cols: dict, minmax: np.ndarray, out: Path) -> None:
+        probe = self.probe
+        mean = torch.tensor(self._mean)[:, None, None]
+        std = torch.tensor(self._std)[:, None, None]
+        rgb = ((probe.images * std + mean).clamp(0, 1) * 255).round().byte()
+        probe_mosaic(
+            rgb.permute(0, 2, 3, 1).numpy(),
+            minmax,
+            probe.masks.numpy(),
+            probe.labels.numpy(),
+            cols["pred"].astype(int),
+            cols["a_fg"],
+            self._data.classes,
+            out / f"mosaic_{key}.png",
+            f"{key}: probe set (green correct, red error; white = foreground)",
+        )
+
+    # ------------------------------------------------------------------ end of fit
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.probe is None or not self.end_cose or not trainer.is_global_zero:
+            return
+        scalars, used = self.model_cose(pl_module.net, pl_module.device)
+        path = self._dir(trainer) / "cose_models.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(used, indent=2))
+        self._log_metrics(trainer, scalars)
+        self._log_artifact(trainer, path, "val_sage")
+
+    def model_cose(self, net: nn.Module, device: torch.device) -> tuple[dict[str, float], dict]:
+        """COSE of the final model against earlier snapshots and a random-weights copy."""
+        backbone = getattr(net, "sage_backbone", None)
+        n_classes = len(self._data.classes)
+        models, used = [], {"snapshots": {}, "random_copy": backbone is not None}
+        with isolated(device):
+            for epoch, path in sorted(self.snapshot_paths.items()):
+                if backbone is None:
+                    break
+                copy = create_backbone(backbone, n_classes)
+                copy.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                models.append(copy.to(device))
+                used["snapshots"][f"epoch_{epoch:03d}"] = str(path)
+            if backbone is not None:
+                torch.manual_seed(self.seed)
+                models.append(create_backbone(backbone, n_classes).to(device))
+            transforms = sample_transforms(self.cose_transforms, seed=self.seed)
+            scalars = {}
+            for key, method in self.methods.items():
+                # the COSE set reads its transforms and model perturbations from the cache
+                cache = {"cose_transforms": transforms, "cose_models": models}
+                results = []
+                n = len(self.probe.ids)
+                for s in range(0, n, self.batch_size):
+                    sl = slice(s, min(s + self.batch_size, n))
+                    res = explain_batch(
+                        net,
+                        method,
+                        self.probe.images[sl].to(device),
+                        self.probe.labels[sl].to(device),
+                        self.probe.masks[sl].to(device),
+                        grids=self.grids[:1],
+                        mean=self._mean,
+                        std=self._std,
+                        metric_sets={"cose": {}},
+                        cache=cache,
+                    )
+                    results.append(res.pooled["cose"])
+                for metric, value in pooled_set("cose").aggregate(results).items():
+                    if np.isfinite(value):
+                        scalars[f"val_sage/{key}/cose_models/{metric}"] = value
+        return scalars, used
+
+    # ------------------------------------------------------------------ logging
+
+    @staticmethod
+    def _log_metrics(trainer: pl.Trainer, scalars: dict[str, float]) -> None:
+        for logger in trainer.loggers:
+            logger.log_metrics(scalars, step=trainer.global_step)
+
+    @staticmethod
+    def _log_artifact(trainer: pl.Trainer, path: Path, artifact_path: str) -> None:
+        for logger in trainer.loggers:
+            run_id = getattr(logger, "run_id", None)
+            client = getattr(logger, "experiment", None)
+            if run_id is None or not hasattr(client, "log_artifacts"):
+                continue  # loggers without artifacts: the files stay in out_dir
+            if path.is_dir():
+                client.log_artifacts(run_id, str(path), artifact_path)
+            else:
+                client.log_artifact(run_id, str(path), artifact_path)
