@@ -258,7 +258,9 @@ class _Level:
             rows, cols = (yy * w + xx)[ok], (ny * w + nx)[ok]
             dense[:, rows, cols] = -coef[:, k].reshape(n, m)[:, rows].double()
         uk = _inner(self.u).reshape(n, m).double()
-        dense = uk[:, :, None] * dense * uk[:, None, :] + torch.diag_embed(1 - uk)
+        # in place: the (n, m, m) buffers dominate the set-up's memory traffic
+        dense.mul_(uk[:, :, None]).mul_(uk[:, None, :])
+        dense.diagonal(dim1=1, dim2=2).add_(1 - uk)
         self.chol = torch.linalg.cholesky(dense).to(self.u.dtype)
 
     def coarse_solve(self) -> None:
