@@ -33,14 +33,9 @@ from .data.datamodule import PreparedImages, image_transform
 from .data.ensure import ensure_prepared
 from .data.prepared import PreparedDataset
 from .errors import SageError
+from .explain_batch import discriminative_parts, explain_batch, ground_truth
 from .metrics.alignment import EA_NAMES, rank_spurious_candidates
-from .metrics.suite import (
-    MetricContext,
-    check_metric_sets,
-    compute_metric_sets,
-    is_pooled,
-    pooled_set,
-)
+from .metrics.suite import check_metric_sets, pooled_set
 from .models import get_backbone_spec
 from .models.fingerprint import model_fingerprint
 from .plots.overlay import correct_error_mosaic, overlay
@@ -48,8 +43,7 @@ from .plots.ranking import ranking_mosaic
 from .plots.tokens import plot_token_grid
 from .saliency.compare import method_agreement
 from .saliency.methods import create_method
-from .saliency.normalize import normalize_batch
-from .saliency.tokens import tokenize_grids, tokens_to_frame
+from .saliency.tokens import tokens_to_frame
 from .tracking.checkpoints import resolve_checkpoint
 from .tracking.run_record import git_commit
 from .training.classifier import load_classifier
@@ -62,39 +56,6 @@ def _denormalise(images: torch.Tensor, mean, std) -> np.ndarray:
     std = torch.tensor(std, device=images.device)[:, None, None]
     rgb = ((images * std + mean).clamp(0, 1) * 255).round().byte()
     return rgb.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def region_masks(masks: torch.Tensor, parts: torch.Tensor | None, names: dict[int, str]) -> dict:
-    """``fg`` plus one mask per named part (head, hands, object, spurious, ...)."""
-    regions = {"fg": masks}
-    if parts is not None:
-        regions |= {name: parts == pid for pid, name in names.items() if name != "background"}
-    return regions
-
-
-def _discriminative_lut(data: PreparedDataset, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """image_id -> part ids that define its activity (the ground-truth attribution)."""
-    path = data.root / "parts" / "legend.json"
-    if not path.exists():
-        return {}
-    table = json.loads(path.read_text()).get("discriminative", {})
-    return {
-        i: np.asarray(table[s], dtype=np.int64)
-        for i, s in zip(frame["image_id"], frame["source_label"], strict=True)
-        if s in table
-    }
-
-
-def ground_truth(
-    parts: torch.Tensor | None, ids: list[str], lut: dict[str, np.ndarray]
-) -> torch.Tensor | None:
-    """Discriminative-part masks of a batch (None when the dataset has no ground truth)."""
-    if parts is None or not all(i in lut for i in ids):
-        return None
-    table = torch.zeros(len(ids), 256, dtype=torch.bool, device=parts.device)
-    for row, image_id in enumerate(ids):  # a lookup row per image; the pixels are gathered at once
-        table[row, torch.as_tensor(lut[image_id], device=parts.device)] = True
-    return table.gather(1, parts.long().flatten(1)).view_as(parts)
 
 
 def metric_aggregates(per_image: pd.DataFrame) -> dict[str, float]:
@@ -144,12 +105,11 @@ def _experiment(cfg: DictConfig) -> str:
     )
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
-    """Explain ``cfg.checkpoint`` on ``cfg.dataset`` / ``cfg.split``; return aggregate metrics."""
-    torch.manual_seed(int(cfg.seed))
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    Path(cfg.paths.outputs_dir).mkdir(parents=True, exist_ok=True)
+def load_checkpoint_and_data(
+    cfg: DictConfig, out: Path
+) -> tuple[Path, str, torch.nn.Module, dict, dict, PreparedDataset]:
+    """``(ckpt, model_run, net, hparams, dataset config, PreparedDataset)`` for
+    ``cfg.checkpoint`` on ``cfg.dataset``; the classes must match (shared by every mode)."""
     if not cfg.get("checkpoint"):
         raise SageError("explain needs checkpoint=<path to .ckpt or MLflow run id>")
     ckpt, model_run = resolve_checkpoint(
@@ -166,6 +126,26 @@ def run(cfg: DictConfig) -> dict[str, float]:
         raise SageError(
             f"checkpoint classes {hparams['class_names']} differ from {data.root}'s {data.classes}"
         )
+    return ckpt, model_run, net, hparams, ds, data
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Explain ``cfg.checkpoint`` on ``cfg.dataset`` / ``cfg.split``; return aggregate metrics.
+
+    ``mode=neurons`` runs the unit-attribution analysis instead (:mod:`sage.neurons`).
+    """
+    mode = cfg.get("mode", "maps")
+    if mode == "neurons":
+        from .neurons import run as run_neurons  # imported here: sage.neurons imports explain
+
+        return run_neurons(cfg)
+    if mode != "maps":
+        raise SageError(f"mode must be 'maps' or 'neurons', got {mode!r}")
+    torch.manual_seed(int(cfg.seed))
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    Path(cfg.paths.outputs_dir).mkdir(parents=True, exist_ok=True)
+    ckpt, model_run, net, hparams, ds, data = load_checkpoint_and_data(cfg, out)
     if cfg.targets not in ("predicted", "true"):
         raise SageError(f"targets must be 'predicted' or 'true', got {cfg.targets!r}")
     spec = get_backbone_spec(hparams["backbone"])
@@ -195,7 +175,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     keys = {"split": cfg.split, "variant": ds["variant"], "model_run": model_run}
 
     metric_sets = OmegaConf.to_container(cfg.metrics, resolve=True) if cfg.get("metrics") else {}
-    discriminative = _discriminative_lut(data, images_ds.frame)
+    discriminative = discriminative_parts(data, images_ds.frame)
     check_metric_sets(metric_sets)
     token_frames, summaries, metric_frames, aggregates = [], [], [], {}
     pooled: dict[tuple[str | None, str], list] = {}  # (method or None, set) -> batch results
@@ -212,45 +192,34 @@ def run(cfg: DictConfig) -> dict[str, float]:
             images = batch["image"].to(device)
             labels = batch["label"].to(device)
             masks = batch["mask"].to(device)
-            maps = method(net, images, labels if cfg.targets == "true" else None)
-            logits = method.last_logits
-            if logits is None:  # baselines run no forward; predictions still matter
-                with torch.no_grad():
-                    logits = net.eval()(images)
-            probs = logits.softmax(-1)
-            conf, pred = probs.max(-1)
-            sb = normalize_batch(maps, masks)
-            toks = tokenize_grids(sb.pdf, masks, grids)
             ids = list(batch["image_id"])
+            parts = batch["parts"].to(device) if "parts" in batch else None
+            res = explain_batch(
+                net,
+                method,
+                images,
+                labels,
+                masks,
+                grids=grids,
+                mean=spec.mean,
+                std=spec.std,
+                explain_true=cfg.targets == "true",
+                metric_sets=metric_sets,
+                pooled_model_level=key == first_method,  # RFS: once, with the first method
+                parts=parts,
+                part_names=data.part_names,
+                gt=ground_truth(parts, ids, discriminative) if metric_sets else None,
+                cache=cache,
+            )
+            conf, pred, sb, toks = res.confidence, res.pred, res.saliency, res.tokens
             if metric_sets:
-                parts = batch["parts"].to(device) if "parts" in batch else None
-                ctx = MetricContext(
-                    model=net,
-                    method=method,
-                    images=images,
-                    targets=labels if cfg.targets == "true" else pred,
-                    labels=labels,
-                    maps=maps,
-                    regions=region_masks(masks, parts, data.part_names),
-                    mean=spec.mean,
-                    std=spec.std,
-                    gt=ground_truth(parts, ids, discriminative),
-                    logits=logits,
-                    cache=cache,
-                )
-                columns = compute_metric_sets(ctx, metric_sets)
-                for name, options in metric_sets.items():
-                    if not is_pooled(name):
-                        continue
-                    spec_ = pooled_set(name)
-                    if spec_.model_level and key != first_method:
-                        continue  # model-level (RFS): once, with the first method's batches
-                    owner = None if spec_.model_level else key
-                    pooled.setdefault((owner, name), []).append(spec_.batch(ctx, **(options or {})))
+                for name, result in res.pooled.items():
+                    owner = None if pooled_set(name).model_level else key
+                    pooled.setdefault((owner, name), []).append(result)
                 metric_frames.append(
                     pd.DataFrame(
                         {"image_id": ids, "method": key}
-                        | {c: v.detach().cpu().numpy() for c, v in columns.items()}
+                        | {c: v.detach().cpu().numpy() for c, v in res.columns.items()}
                     )
                 )
             classes = [class_of[int(y)] for y in labels]
