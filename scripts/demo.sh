@@ -1,13 +1,8 @@
 #!/usr/bin/env bash
-# The README's main command: set up .venv if needed, generate SynthDrivers and prepare the
-# four variants of both domains, train the default model, explain it. Extra args go to train.py.
+# The README's main command: set up .venv if needed, then run the SAGE study on SynthDrivers
+# end to end (data -> training sweep -> cross-domain grids -> explain -> divergence -> report).
+# Extra args are study overrides, e.g. `bash scripts/demo.sh demo.size=tiny`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="$(bash scripts/venv.sh)"
-"$PY" -m sage.prepare dataset=synth_sf3d/full
-"$PY" -m sage.prepare dataset=synth_driver100/full
-"$PY" train.py "$@"
-"$PY" explain.py checkpoint=latest
-echo
-echo "MLflow store: $PWD/outputs/mlflow.db"
-echo "Browse it:    $PY -m mlflow ui --backend-store-uri sqlite:///$PWD/outputs/mlflow.db"
+exec "$PY" -m sage.study "$@"

@@ -5,13 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-import sage.cli  # noqa: F401  (registers the ${sage_root:} resolver)
-
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+from sage.compose import CONF_DIR, compose_task  # noqa: F401  (CONF_DIR re-exported)
 
 # Small enough for seconds, big enough that every split of every class is populated.
 TINY_SYNTH = [
@@ -23,16 +19,7 @@ TINY_SYNTH = [
 
 def compose_config(name: str, root: Path, overrides: list[str] = ()) -> DictConfig:
     """Compose ``conf/<name>.yaml`` with every output under ``root``."""
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            name,
-            overrides=[f"paths.root_dir={root}", f"paths.output_dir={root}/run", *overrides],
-            return_hydra_config=True,
-        )
-    HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} interpolations resolve
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_task(name, [f"paths.root_dir={root}", *overrides], output_dir=f"{root}/run")
 
 
 @pytest.fixture

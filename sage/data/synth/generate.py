@@ -40,7 +40,7 @@ from sage.data.classes import DRIVER100_CLASSES, SF3D_CLASSES, driver100_label
 
 from .activities import DISCRIMINATIVE, DRIVER100_ACTIVITY, SF3D_ACTIVITY
 from .render import render
-from .scene import FOREGROUND_IDS, PART_NAMES, STICKER_COLOURS, Style, make_style
+from .scene import FOREGROUND_IDS, PART_NAMES, STICKER_COLOURS, STICKER_SIDE, Style, make_style
 
 GENERATOR_VERSION = 1
 DOMAINS: tuple[str, ...] = ("synth-sf3d", "synth-driver100")
@@ -80,6 +80,7 @@ class SynthConfig:
         p_spurious: probability that the dashboard sticker takes its class's colour
             (otherwise a uniformly random one of the ten colours) in ``synth-sf3d``. Ignored
             by ``synth-driver100``, whose sticker colour is always random (no correlation).
+        sticker_side: side of the sticker as a fraction of the frame (the cue's strength).
         n_subjects: synthetic drivers (at least 3, so by-subject splits have three parts).
         seed: base seed.
     """
@@ -88,6 +89,7 @@ class SynthConfig:
     images_per_class: int = 40
     size: int = 128
     p_spurious: float = 0.8
+    sticker_side: float = STICKER_SIDE
     n_subjects: int = 10
     seed: int = 0
 
@@ -96,6 +98,8 @@ class SynthConfig:
             raise ValueError(f"unknown SynthDrivers domain {self.domain!r}; choose from {DOMAINS}")
         if self.size < 32:
             raise ValueError(f"size={self.size} is too small to draw a driver (minimum 32)")
+        if not 0.0 < self.sticker_side < 0.5:
+            raise ValueError(f"sticker_side={self.sticker_side} must lie in (0, 0.5)")
         if not 0.0 <= self.p_spurious <= 1.0:
             raise ValueError(f"p_spurious={self.p_spurious} must lie in [0, 1]")
         if self.n_subjects < 3:
@@ -209,6 +213,7 @@ def _render_all(cfg: SynthConfig, items: list[_Item], root: Path, masks: Path, p
             styles[item.style_index],
             cfg.size,
             sticker=sticker,
+            sticker_side=cfg.sticker_side,
         )
         out = root / item.rel
         out.parent.mkdir(parents=True, exist_ok=True)

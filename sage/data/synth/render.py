@@ -23,6 +23,7 @@ from .scene import (
     OBJECT,
     RIGHT_HAND,
     STICKER_COLOURS,
+    STICKER_SIDE,
     Canvas,
     Pt,
     Style,
@@ -202,6 +203,7 @@ def render(
     size: int,
     *,
     sticker: int | None = None,
+    sticker_side: float = STICKER_SIDE,
     photometric_effects: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render ``activity`` performed by ``style.subject`` in ``style.look``'s cabin.
@@ -214,6 +216,7 @@ def render(
         size: side of the square image in pixels.
         sticker: index into :data:`STICKER_COLOURS` of the spurious dashboard sticker, or
             ``None`` for no sticker.
+        sticker_side: the sticker's side as a fraction of the frame.
         photometric_effects: ``False`` skips texture, lighting and noise (flat colours),
             which is only useful to check that colours and labels line up.
 
@@ -261,7 +264,7 @@ def render(
         if not obj.under_hand:
             _draw_object(cv, body, obj)
     if sticker is not None:
-        draw_sticker(cv, rng, sticker)
+        draw_sticker(cv, rng, sticker, sticker_side)
 
     parts = np.array(cv.labels, dtype=np.uint8)
     image = photometric(cv, style, rng) if photometric_effects else np.array(cv.rgb, np.uint8)

@@ -339,10 +339,12 @@ def draw_cabin_front(cv: Canvas, style: Style, wheel_c: Pt, wheel_r: Pt) -> None
     cv.ring(wheel_c, wheel_r[0], wheel_r[1], 0.032, lk.wheel, BACKGROUND)
 
 
-def draw_sticker(cv: Canvas, rng: np.random.Generator, colour: int) -> None:
+def draw_sticker(
+    cv: Canvas, rng: np.random.Generator, colour: int, side: float = STICKER_SIDE
+) -> None:
     """The spurious cue: a coloured square on the dashboard, drawn last so nothing hides it."""
     c = (STICKER_CENTRE[0] + rng.normal(0, 0.008), STICKER_CENTRE[1] + rng.normal(0, 0.006))
-    cv.pixel_square(c, STICKER_SIDE, STICKER_COLOURS[colour], SPURIOUS)
+    cv.pixel_square(c, side, STICKER_COLOURS[colour], SPURIOUS)
 
 
 def _texture(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:

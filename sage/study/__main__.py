@@ -1,0 +1,26 @@
+"""``python -m sage.study [demo.size=tiny] [study.key=value ...]``: the whole SAGE study.
+
+Overrides use Hydra syntax against ``conf/study.yaml``. The study composes every task's
+config itself, so it runs as a plain program rather than under ``@hydra.main``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sage.cli import one_line_errors
+from sage.compose import compose_task
+from sage.study import run
+
+
+@one_line_errors
+def main(argv: list[str]) -> None:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return
+    cfg = compose_task("study", argv, output_dir="unused")
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

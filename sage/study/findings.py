@@ -1,0 +1,158 @@
+"""The study's findings, computed from what its runs logged (never written in advance).
+
+Gathers, per trained model, the in-domain test accuracy, the cross-domain accuracies from the
+grids, the SAGE callback's last-epoch GradCAM masses, and explain's A_fg, saliency mass on the
+spurious sticker, ARCC and RFS; then states the comparisons the SAGE paper makes (full- vs
+seg/bboxseg-trained: background mass, shortcut mass, transfer, RFS) with the words chosen by
+the numbers' signs.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..evaluation.grid import markdown_table
+
+_EXPLAIN = {
+    "a_fg": "explain/gradcam/fg_mass",
+    "sticker_mass": "explain/gradcam/saliency_precision/spurious",
+    "ea_pg": "explain/gradcam/ea_pg/fg",
+    "arcc": "explain/gradcam/arcc",
+    "rfs": "explain/rfs/rfs",
+}
+_TRAIN = {
+    "test_acc": "test/acc",
+    "val_fg_mass": "val_sage/gradcam/fg_mass",
+    "val_arcc": "val_sage/gradcam/arcc",
+}
+
+
+def _grid_acc(result: dict) -> pd.DataFrame | None:
+    path = Path(result.get("output_dir", "")) / "grid" / "acc.csv"
+    return pd.read_csv(path, index_col=0) if path.is_file() else None
+
+
+def _cmp(a: float, b: float, more: str = "more", less: str = "less") -> str:
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return "cannot be compared (missing values)"
+    if np.isclose(a, b, atol=1e-3):
+        return "about the same as"
+    return f"{more} than" if a > b else f"{less} than"
+
+
+def collect_findings(study, runs, grids, explains, divergence) -> dict[str, Any]:
+    """Tables, findings lines and scalars of the study (see module docstring)."""
+    client = study.client()
+    rows = []
+    for (name, variant), run_id in sorted(runs.items()):
+        metrics = client.get_run(run_id).data.metrics
+        row = {"trained_on": f"{name}/{variant}", "domain": name, "variant": variant}
+        row |= {k: metrics.get(m, np.nan) for k, m in _TRAIN.items()}
+        ex = explains.get((name, variant), {})
+        row |= {k: ex.get(m, np.nan) for k, m in _EXPLAIN.items()}
+        row["run_id"] = run_id
+        rows.append(row)
+    models = pd.DataFrame(rows)
+    grid_tables = {}
+    for source, result in grids.items():
+        acc = _grid_acc(result)
+        if acc is None:
+            continue
+        grid_tables[source] = acc
+        for label in acc.index:
+            idx = models.index[models.trained_on == label]
+            full_cols = [c for c in acc.columns if c.endswith("/full")]
+            if len(idx) and full_cols:
+                models.loc[idx, "cross_acc_full"] = float(acc.loc[label, full_cols[0]])
+            variant = label.rsplit("/", 1)[-1]
+            same = [c for c in acc.columns if c.endswith(f"/{variant}")]
+            if len(idx) and same:
+                models.loc[idx, "cross_acc_same_variant"] = float(acc.loc[label, same[0]])
+
+    lines = []
+    for name, group in models.groupby("domain", sort=False):
+        by = group.set_index("variant")
+        if "full" not in by.index:
+            continue
+        full = by.loc["full"]
+        for other in ("seg", "bboxseg"):
+            if other not in by.index:
+                continue
+            o = by.loc[other]
+            lines.append(
+                f"{name}: the full-trained model puts {full.sticker_mass:.3f} of its GradCAM "
+                f"mass on the spurious sticker, {_cmp(full.sticker_mass, o.sticker_mass)} the "
+                f"{other}-trained model ({o.sticker_mass:.3f}); background mass 1−A_fg "
+                f"{1 - full.a_fg:.2f} vs {1 - o.a_fg:.2f} ({_cmp(1 - full.a_fg, 1 - o.a_fg)})."
+            )
+            if "cross_acc_full" in by.columns:
+                lines.append(
+                    f"{name}: on the other domain's full images the full-trained model reaches "
+                    f"accuracy {full.cross_acc_full:.2f}, "
+                    f"{_cmp(full.cross_acc_full, o.cross_acc_full, 'higher', 'lower')} the "
+                    f"{other}-trained model ({o.cross_acc_full:.2f}); in-domain test accuracy "
+                    f"{full.test_acc:.2f} vs {o.test_acc:.2f}."
+                )
+            lines.append(
+                f"{name}: RFS (robustness to background vs foreground noise) full "
+                f"{full.rfs:.2f} vs {other} {o.rfs:.2f} "
+                f"({_cmp(full.rfs, o.rfs, 'higher', 'lower')})."
+            )
+    verdict = None
+    if isinstance(divergence, dict):
+        verdict = divergence.get("verdict") or divergence.get("error")
+        if verdict:
+            lines.append(f"divergence ({' vs '.join(study.cfg.study.compare)}): {verdict}")
+    scalars = {}
+    for _, r in models.iterrows():
+        for key in ("test_acc", "a_fg", "sticker_mass", "arcc", "rfs", "cross_acc_full"):
+            value = r.get(key, np.nan)
+            if isinstance(value, float | int) and math.isfinite(value):
+                scalars[f"study/{r.domain}/{r.variant}/{key}"] = float(value)
+    return {
+        "models": models,
+        "grids": grid_tables,
+        "lines": lines,
+        "verdict": verdict,
+        "divergence": divergence,
+        "explains": explains,
+        "grid_results": grids,
+        "scalars": scalars,
+    }
+
+
+def print_summary(findings: dict[str, Any], study) -> None:
+    """The study's closing summary on stdout."""
+    uri = study.tracking_uri
+    print("\n" + "=" * 78)
+    print(f"SAGE study ({study.size}) finished in {time_text(study)}")
+    print(
+        f"MLflow store: {uri}  (experiment {study.experiment!r}, parent run "
+        f"{findings['parent_run_id']}, {findings['nested_runs']} nested runs)"
+    )
+    print(f"Browse it:    {sys.executable} -m mlflow ui --backend-store-uri {uri}")
+    print(f"Report:       {findings['report']}")
+    for source, acc in findings["grids"].items():
+        print(f"\nCross-domain accuracy, trained on {source} (rows) -> targets (columns):")
+        print(markdown_table(acc))
+    cols = ["trained_on", "test_acc", "cross_acc_full", "a_fg", "sticker_mass", "arcc", "rfs"]
+    models = findings["models"]
+    print("\nPer model (GradCAM on the source domain's full test images; RFS per model):")
+    table = models[[c for c in cols if c in models]].set_index("trained_on")
+    print(markdown_table(table, corner="trained on"))
+    print("\nFindings (computed from the numbers above):")
+    for line in findings["lines"]:
+        print(f"- {line}")
+    print("=" * 78)
+
+
+def time_text(study) -> str:
+    seconds = time.time() - study.t0
+    return f"{seconds / 60:.1f} min"

@@ -1,0 +1,206 @@
+"""The study's self-contained HTML report: ``outputs/report/index.html`` with its figures.
+
+Figures are copied beside the page (``figures/``) so the directory can be zipped, opened
+offline or logged as one MLflow artifact. Every number on the page comes from the findings
+(:mod:`sage.study.findings`), every figure from a run of the study.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..plots.tokens import plot_token_grid
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:.25em .5em;text-align:right}th{background:#f3f3f3}
+img{max-width:100%;border:1px solid #ddd;margin:.3em 0}.fig{display:inline-block;
+vertical-align:top;margin-right:1em;max-width:48%}.fig p{font-size:.85em;color:#555}
+li{margin:.3em 0}code{background:#f3f3f3;padding:0 .2em}
+"""
+
+
+class _Page:
+    def __init__(self, out: Path) -> None:
+        self.out, self.parts = out, []
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+
+    def h(self, text: str, level: int = 2) -> None:
+        self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def p(self, text: str) -> None:
+        self.parts.append(f"<p>{text}</p>")
+
+    def items(self, lines: list[str]) -> None:
+        self.parts.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>")
+
+    def table(self, frame: pd.DataFrame, index: bool = True) -> None:
+        self.parts.append(frame.to_html(index=index, float_format=lambda v: f"{v:.3f}", na_rep="–"))
+
+    def figure(self, path: Path | None, caption: str) -> None:
+        if path is None or not Path(path).is_file():
+            self.parts.append(f"<p><em>missing figure: {html.escape(caption)}</em></p>")
+            return
+        name = f"{len(self.parts):03d}_{Path(path).name}"
+        shutil.copy(path, self.out / "figures" / name)
+        self.parts.append(
+            f'<div class="fig"><img src="figures/{name}" alt="{html.escape(caption)}">'
+            f"<p>{html.escape(caption)}</p></div>"
+        )
+
+    def write(self, title: str) -> Path:
+        page = self.out / "index.html"
+        page.write_text(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+            + "\n".join(self.parts)
+            + "</body></html>\n"
+        )
+        return page
+
+
+def _curves(study, runs: dict, path: Path) -> Path | None:
+    """SAGE callback metrics per epoch for every trained model (val_sage/gradcam/...)."""
+    client = study.client()
+    keys = ("val/acc", "val_sage/gradcam/fg_mass", "val_sage/gradcam/saliency_precision/spurious")
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2))
+    for (name, variant), run_id in sorted(runs.items()):
+        for ax, key in zip(axes, keys, strict=True):
+            hist = client.get_metric_history(run_id, key)
+            if hist:
+                steps = sorted(hist, key=lambda m: m.step)
+                ax.plot(
+                    range(1, len(steps) + 1),
+                    [m.value for m in steps],
+                    label=f"{name}/{variant}",
+                    ls="-" if "sf3d" in name else "--",
+                )
+    for ax, key in zip(axes, keys, strict=True):
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("epoch")
+    axes[-1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _token_grids(explain_dir: Path, method: str, out: Path) -> list[Path]:
+    """4×4 and 8×8 token grids of the first explained image (from explain's arrays)."""
+    summary = explain_dir / "summary.csv"
+    if not summary.is_file():
+        return []
+    frame = pd.read_csv(summary)
+    frame = frame[frame.method == method]
+    if frame.empty:
+        return []
+    image_id = str(frame.image_id.iloc[0])
+    arrays = np.load(explain_dir / "arrays" / method / f"{image_id}.npz")
+    whole = arrays["whole"]
+    rgb = _image(explain_dir, image_id, whole.shape)
+    paths = []
+    for grid in ("4x4", "8x8"):
+        key = f"tokens_{grid}"
+        if key in arrays:
+            path = out / f"tokens_{method}_{grid}.png"
+            plot_token_grid(rgb, whole, arrays[key], path, f"{method} {image_id} ({grid})")
+            paths.append(path)
+    return paths
+
+
+def _image(explain_dir: Path, image_id: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The explained image at the map's size (from explain's overlay PNG: left half)."""
+    for png in (explain_dir / "overlays").glob(f"*/{image_id}.png"):
+        with Image.open(png) as im:
+            both = np.asarray(im.convert("RGB"))
+        return both[:, : both.shape[1] // 2]
+    return np.full((*shape, 3), 128, dtype=np.uint8)
+
+
+def write_report(findings: dict[str, Any], out: Path, study) -> Path:
+    """Write ``out/index.html`` (and ``out/figures/``); return the page's path."""
+    if out.exists():
+        shutil.rmtree(out)
+    page = _Page(out)
+    work = out / "_work"  # figures drawn here, copied in by page.figure, then removed
+    work.mkdir()
+    cfg = study.cfg
+    page.p(
+        f"SynthDrivers, <code>{cfg.study.model}</code>, size <code>{study.size}</code> "
+        f"({study.s.images_per_class} images per class and domain, {study.s.epochs} epochs). "
+        f"MLflow: <code>{html.escape(study.tracking_uri)}</code>, experiment "
+        f"<code>{study.experiment}</code>; browse with <code>mlflow ui --backend-store-uri "
+        f"{html.escape(study.tracking_uri)}</code>. Step times (s): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in study.timings.items())
+    )
+    page.h("Findings (computed from this run's numbers)")
+    page.items(findings["lines"] or ["no comparison could be computed"])
+    page.h("Models")
+    page.p(
+        "test_acc: in-domain test accuracy; cross_acc_*: accuracy on the other domain "
+        "(full images / the same variant); a_fg, sticker_mass, ea_pg, arcc: GradCAM on the "
+        "source domain's full test images (sticker_mass = share of the saliency mass on the "
+        "spurious sticker); rfs: RIVAL10's relative foreground sensitivity; val_*: the SAGE "
+        "callback's last epoch on the probe set."
+    )
+    page.table(findings["models"].drop(columns=["run_id"]).set_index("trained_on"))
+    page.h("Cross-domain grids (accuracy; rows = trained on, columns = evaluated on)")
+    for source, result in findings["grid_results"].items():
+        grid_dir = Path(result.get("output_dir", "")) / "grid"
+        page.figure(grid_dir / "heatmap_acc.png", f"trained on {source}: accuracy")
+        page.figure(grid_dir / "heatmap_f1_macro.png", f"trained on {source}: macro F1")
+    page.h("Training curves (SAGE callback, probe set)")
+    page.figure(_curves(study, _runs(findings), work / "curves.png"), "per epoch")
+    page.h("Saliency: correct vs error")
+    compared = [(k, v) for k, v in findings["explains"].items() if "gradcam_plusplus" in str(v)]
+    for (name, variant), ex in compared or list(findings["explains"].items())[:2]:
+        d = Path(ex["output_dir"])
+        for method in cfg.study.methods:
+            mosaic = d / "mosaics" / f"{method}_correct_error.png"
+            if mosaic.is_file():
+                page.figure(mosaic, f"{name}/{variant}: {method}")
+        page.figure(
+            d / "mosaics" / "gradcam_spurious_candidates.png",
+            f"{name}/{variant}: lowest Δ density on the driver (spurious candidates)",
+        )
+    page.h("Token grids (4×4 and 8×8) of an example image")
+    for (name, variant), ex in (compared or list(findings["explains"].items()))[:2]:
+        for path in _token_grids(Path(ex["output_dir"]), "gradcam", work):
+            page.figure(path, f"{name}/{variant}: {path.stem}")
+    page.h("Confidence-stratified clustering")
+    for source, result in findings["grid_results"].items():
+        cells = sorted((Path(result.get("output_dir", "")) / "cells").glob("*"))
+        pick = [c for c in cells if "full--" in c.name and c.name.endswith("full")] or cells[:1]
+        for cell in pick[:1]:
+            for fig in ("scatter", "bands", "histogram"):
+                page.figure(cell / "clusters" / f"{fig}.png", f"{source}: {cell.name} {fig}")
+            pooled = cell / "clusters" / "pooled.csv"
+            if pooled.is_file():
+                page.table(pd.read_csv(pooled), index=False)
+    page.h("Divergence between the compared models")
+    div = findings.get("divergence") or {}
+    if findings.get("verdict"):
+        page.p(html.escape(str(findings["verdict"])))
+    div_dir = Path(div.get("output_dir", "")) if isinstance(div, dict) else Path()
+    for png in sorted(div_dir.rglob("*.png"))[:6] if div_dir.is_dir() else []:
+        page.figure(png, png.stem)
+    shutil.rmtree(work)
+    return page.write("SAGE study on SynthDrivers")
+
+
+def _runs(findings: dict[str, Any]) -> dict:
+    models = findings["models"]
+    return {(r.domain, r.variant): r.run_id for r in models.itertuples()}

@@ -1,0 +1,287 @@
+"""The SAGE study in one command: every step of the paper's pipeline on SynthDrivers.
+
+``run(cfg)`` (``python -m sage.study [demo.size=tiny]``) runs, in order:
+
+1. generate both SynthDrivers domains and prepare their four variants;
+2. a Hydra multirun of ``train.py`` (the SAGE validation callback on) over the variants of
+   both domains — joblib-parallel when the launcher is installed;
+3. the cross-domain grid in both directions (``evaluate.py``), with confidence clustering
+   and GradCAM statistics per cluster;
+4. ``explain.py`` for every model (GradCAM, alignment + ARCC + RFS) and, for the compared
+   variants (full vs seg), every configured method with every metric set;
+5. the divergence analysis between the compared models;
+6. findings computed from the numbers, printed and written to ``outputs/report/index.html``.
+
+Training runs as subprocesses (that is what distributes); the other steps run in this
+process on configs composed from ``conf/`` exactly as their entry points would. All runs
+land in one MLflow experiment and are nested under a ``study-<timestamp>`` parent run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+from ..compose import compose_task
+from ..data.ensure import ensure_prepared
+from ..errors import SageError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _banner(step: str, detail: str = "") -> None:
+    print(f"\n=== {step}{': ' + detail if detail else ''}", flush=True)
+
+
+class Study:
+    """State shared by the steps: config, sizes, paths, MLflow experiment and parent run."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        size = str(cfg.demo.size)
+        if size not in cfg.sizes:
+            raise SageError(f"demo.size must be one of {list(cfg.sizes)}, got {size!r}")
+        self.cfg, self.size, self.s = cfg, size, cfg.sizes[size]
+        self.stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.dir = Path(cfg.paths.outputs_dir) / "study" / f"{self.stamp}-{size}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.root = str(cfg.paths.root_dir)
+        # tiny data lives apart: prepared datasets are reused by name, never regenerated
+        self.data_dir = str(cfg.paths.data_dir) + ("" if size == "full" else f"-{size}")
+        self.experiment = str(cfg.study.experiment) + ("" if size == "full" else f"-{size}")
+        self.tracking_uri = str(cfg.logger.tracking_uri)
+        self.t0 = time.time()
+        # reuse_training: analyse the newest finished training runs instead of training again
+        self.since = 0.0 if cfg.study.get("reuse_training") else self.t0
+        self.timings: dict[str, float] = {}
+        self.common = [
+            f"paths.root_dir={self.root}",
+            f"paths.data_dir={self.data_dir}",
+            f"logger.experiment_name={self.experiment}",
+            f"logger.tracking_uri={self.tracking_uri}",
+        ]
+        self.synth = [f"dataset.synth.images_per_class={self.s.images_per_class}"]
+
+    # ------------------------------------------------------------------ helpers
+
+    def compose(self, task: str, overrides: list[str], name: str) -> DictConfig:
+        return compose_task(task, [*self.common, *overrides], output_dir=self.dir / name)
+
+    def timed(self, step: str, fn, *args, **kwargs) -> Any:
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.timings[step] = time.perf_counter() - start
+        print(f"--- {step}: {self.timings[step]:.0f} s", flush=True)
+        return result
+
+    def client(self) -> mlflow.MlflowClient:
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+
+    # ------------------------------------------------------------------ steps
+
+    def prepare(self) -> None:
+        for source in self.cfg.study.directions:
+            cfg = self.compose("train", [f"dataset={source}/full", *self.synth], "prepare")
+            path = ensure_prepared(OmegaConf.to_container(cfg.dataset, resolve=True))
+            print(f"{source}: {path.parent}/{path.name.rsplit('-', 1)[0]}-{{variants}}")
+
+    def train(self) -> dict[tuple[str, str], str]:
+        """The sweep; returns (dataset name, variant) -> training run id."""
+        datasets = [f"{d}/{v}" for d in self.cfg.study.directions for v in self.cfg.study.variants]
+        jobs = int(self.cfg.study.parallel_jobs)
+        parallel = jobs > 1 and importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher")
+        cmd = [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "-m",
+            f"dataset={','.join(datasets)}",
+            f"model={self.cfg.study.model}",
+            f"trainer.max_epochs={self.s.epochs}",
+            *self.synth,
+            *self.common,
+            *[str(o) for o in self.cfg.study.train_overrides],
+            f"hydra.sweep.dir={self.dir / 'train'}",
+            "+trainer.enable_progress_bar=false",
+            "+trainer.enable_model_summary=false",
+        ]
+        env = dict(os.environ, SAGE_ROOT=self.root)
+        if parallel:
+            cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
+            env["OMP_NUM_THREADS"] = "1"  # one thread per job: jobs × threads = cores
+        print(("parallel" if parallel else "sequential") + f": {len(datasets)} trainings")
+        print(" ".join(cmd[1:]), flush=True)
+        log = self.dir / "train.log"
+        with open(log, "w") as handle:
+            done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        if done.returncode:
+            tail = log.read_text().splitlines()[-15:]
+            raise SageError("training sweep failed (log: {}):\n{}".format(log, "\n".join(tail)))
+        return self.training_runs()
+
+    def training_runs(self) -> dict[tuple[str, str], str]:
+        """The newest finished training run per (dataset, variant) since ``self.since``."""
+        client = self.client()
+        exp = client.get_experiment_by_name(self.experiment)
+        if exp is None:
+            raise SageError(f"no MLflow experiment {self.experiment!r} in {self.tracking_uri}")
+        runs = client.search_runs(
+            [exp.experiment_id], self.since_filter(), order_by=["attributes.start_time DESC"]
+        )
+        found: dict[tuple[str, str], str] = {}
+        for r in runs:
+            found.setdefault((r.data.tags["dataset"], r.data.tags["variant"]), r.info.run_id)
+        return found
+
+    def since_filter(self) -> str:
+        """Finished training runs of this study (or, with ``study.reuse_training``, any)."""
+        return (
+            "tags.stage = 'train' and attributes.status = 'FINISHED' and "
+            f"attributes.start_time >= {int(self.since * 1000)}"
+        )
+
+    def evaluate(self, source: str, target: str) -> dict:
+        from ..evaluation import run as evaluate_run
+
+        name = self.dataset_name(source)
+        targets = ",".join(f"{target}/{v}" for v in self.cfg.study.variants)
+        overrides = [
+            f"select.dataset={name}",
+            f'select.filter="{self.since_filter()}"',
+            f"targets=[{targets}]",
+            f'target_overrides=["{self.synth[0]}"]',
+            "saliency.methods=[gradcam]",
+            "progress=false",
+        ]
+        if self.s.eval_limit:
+            overrides.append(f"limit={self.s.eval_limit}")
+        cfg = self.compose("evaluate", overrides, f"evaluate-{source}")
+        return evaluate_run(cfg)
+
+    def dataset_name(self, config: str) -> str:
+        cfg = self.compose("train", [f"dataset={config}/full"], "names")
+        return str(cfg.dataset.name)
+
+    def explain(self, run_id: str, dataset: str, methods: list[str], metrics: list[str]) -> dict:
+        from ..explain import run as explain_run
+
+        overrides = [
+            f"checkpoint={run_id}",
+            f"dataset={dataset}",
+            f"cam=[{','.join(methods)}]",
+            f"metrics=[{','.join(metrics)}]",
+            f"limit={self.s.explain_limit}",
+            "overlays=8",
+            "progress=false",
+            *self.synth,
+        ]
+        cfg = self.compose("explain", overrides, f"explain-{run_id[:8]}-{len(methods)}m")
+        result = explain_run(cfg)
+        result["output_dir"] = str(cfg.paths.output_dir)
+        return result
+
+    def divergence(self, runs: list[str], dataset: str) -> dict | None:
+        from ..evaluation import run as evaluate_run
+
+        overrides = [
+            "mode=divergence",
+            f"models=[{','.join(runs)}]",
+            f"divergence.dataset={dataset}",
+            f'target_overrides=["{self.synth[0]}"]',
+            "progress=false",
+        ]
+        if self.s.eval_limit:
+            overrides.append(f"limit={self.s.explain_limit * 2}")
+        cfg = self.compose("evaluate", overrides, "divergence")
+        result = evaluate_run(cfg)
+        result["output_dir"] = str(cfg.paths.output_dir)
+        return result
+
+    def nest(self, parent_id: str) -> int:
+        """Nest every run this study created (and that has no parent) under ``parent_id``."""
+        client = self.client()
+        exp = client.get_experiment_by_name(self.experiment)
+        n = 0
+        for r in client.search_runs(
+            [exp.experiment_id], f"attributes.start_time >= {int(self.t0 * 1000)}"
+        ):
+            if r.info.run_id != parent_id and "mlflow.parentRunId" not in r.data.tags:
+                client.set_tag(r.info.run_id, "mlflow.parentRunId", parent_id)
+                n += 1
+        return n
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Run the whole study; return the findings (also printed and written as HTML)."""
+    from .findings import collect_findings, print_summary
+    from .report import write_report
+
+    study = Study(cfg)
+    _banner("SAGE study", f"size={study.size}, outputs in {study.dir}")
+    _banner("1/6 data", "generate SynthDrivers and prepare 4 variants per domain")
+    study.timed("data", study.prepare)
+    _banner("2/6 training sweep", f"{cfg.study.model}, {study.s.epochs} epochs")
+    if cfg.study.get("reuse_training"):
+        print("reusing the newest finished training runs of the experiment")
+        runs = study.training_runs()
+    else:
+        runs = study.timed("training", study.train)
+    expected = {
+        (study.dataset_name(d), v) for d in cfg.study.directions for v in cfg.study.variants
+    }
+    missing = sorted(expected - set(runs))
+    if missing:
+        raise SageError(f"training runs missing for {missing} (see {study.dir / 'train.log'})")
+
+    _banner("3/6 cross-domain grids", "both directions, confidence clustering + GradCAM")
+    grids = {}
+    for source, target in cfg.study.directions.items():
+        grids[source] = study.timed(f"grid {source}", study.evaluate, source, target)
+
+    _banner("4/6 explain", "GradCAM + alignment/ARCC/RFS per model; all methods for compared")
+    explains: dict[tuple[str, str], dict] = {}
+    first = next(iter(cfg.study.directions))
+    first_name = study.dataset_name(first)
+    for (name, variant), run_id in sorted(runs.items()):
+        source = next(d for d in cfg.study.directions if study.dataset_name(d) == name)
+        deep = name == first_name and variant in cfg.study.compare
+        methods = list(cfg.study.methods) if deep else ["gradcam"]
+        metrics = list(cfg.study.metrics) if deep else ["alignment", "arcc", "rfs"]
+        explains[(name, variant)] = study.timed(
+            f"explain {name}/{variant}", study.explain, run_id, f"{source}/full", methods, metrics
+        )
+
+    _banner("5/6 divergence", f"{first_name}: " + " vs ".join(cfg.study.compare))
+    pair = [runs[(first_name, v)] for v in cfg.study.compare]
+    try:
+        divergence = study.timed("divergence", study.divergence, pair, f"{first}/full")
+    except Exception as err:
+        print(f"divergence analysis failed: {err}", file=sys.stderr)
+        divergence = {"error": str(err)}
+
+    _banner("6/6 findings and report")
+    findings = collect_findings(study, runs, grids, explains, divergence)
+    client = study.client()
+    exp = client.get_experiment_by_name(study.experiment)
+    parent = client.create_run(
+        exp.experiment_id,
+        run_name=f"study-{study.stamp}/{cfg.study.model}-synthdrivers-{study.size}",
+        tags={"stage": "study", "demo_size": study.size},
+    )
+    n_nested = study.nest(parent.info.run_id)
+    report = write_report(findings, Path(cfg.study.report_dir), study)
+    for key, value in findings["scalars"].items():
+        client.log_metric(parent.info.run_id, key, value)
+    client.log_artifacts(parent.info.run_id, str(report.parent), "report")
+    client.set_terminated(parent.info.run_id)
+    findings["parent_run_id"] = parent.info.run_id
+    findings["report"] = str(report)
+    findings["nested_runs"] = n_nested
+    print_summary(findings, study)
+    return findings
