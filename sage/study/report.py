@@ -183,8 +183,8 @@ def write_report(findings: dict[str, Any], out: Path, study) -> Path:
     page.h("Confidence-stratified clustering")
     for source, result in findings["grid_results"].items():
         cells = sorted((Path(result.get("output_dir", "")) / "cells").glob("*"))
-        pick = [c for c in cells if "full--" in c.name and c.name.endswith("full")] or cells[:1]
-        for cell in pick[:1]:
+        drawn = [c for c in cells if (c / "clusters" / "scatter.png").is_file()]
+        for cell in drawn[:2]:
             for fig in ("scatter", "bands", "histogram"):
                 page.figure(cell / "clusters" / f"{fig}.png", f"{source}: {cell.name} {fig}")
             pooled = cell / "clusters" / "pooled.csv"

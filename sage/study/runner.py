@@ -158,6 +158,12 @@ class Study:
             f'target_overrides=["{self.synth[0]}"]',
             "saliency.methods=[gradcam]",
             "progress=false",
+            # per-cell figures dominate a grid's cost: only the compared variants' own cells
+            "cell_figures=[{}]".format(
+                ",".join(
+                    f'"{name}/{v}|{self.dataset_name(target)}/{v}"' for v in self.cfg.study.compare
+                )
+            ),
         ]
         if self.s.eval_limit:
             overrides.append(f"limit={self.s.eval_limit}")
