@@ -23,12 +23,13 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 def compose_task(
     name: str, overrides: Sequence[str] = (), output_dir: str | Path | None = None
 ) -> DictConfig:
-    """``conf/<name>.yaml`` with ``overrides``; ``paths.output_dir`` set when given."""
+    """``conf/<name>.yaml`` with ``overrides``; ``paths.output_dir`` set when given (an
+    explicit ``paths.output_dir=`` among the overrides wins)."""
     extra = [f"paths.output_dir={output_dir}"] if output_dir is not None else []
     if GlobalHydra.instance().is_initialized():  # e.g. a previous compose that raised
         GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose(name, overrides=[*overrides, *extra], return_hydra_config=True)
+        cfg = compose(name, overrides=[*extra, *overrides], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} interpolations resolve
     with open_dict(cfg):
         del cfg["hydra"]
