@@ -29,12 +29,9 @@ from pathlib import Path
 
 import mlflow
 import pytorch_lightning as pl
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
-import sage.cli  # noqa: F401  (registers the ${sage_root:} resolver)
 import sage.train as train
+from sage.compose import compose_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,15 +52,7 @@ class EpochTimer(pl.Callback):
 
 def train_once(root: Path, overrides: list[str]) -> tuple[list[float], list[float]]:
     """Epoch times and the SAGE callback's seconds per epoch (empty when off)."""
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            [f"paths.root_dir={root}", f"paths.output_dir={root}/run", *overrides],
-            return_hydra_config=True,
-        )
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
+    cfg = compose_task("train", [f"paths.root_dir={root}", *overrides], output_dir=root / "run")
     timer = EpochTimer()
     original = train.instantiate
 
@@ -83,28 +72,31 @@ def train_once(root: Path, overrides: list[str]) -> tuple[list[float], list[floa
     return timer.times, sage_seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("overrides", nargs="*", help="extra train.py overrides for both runs")
-    args = parser.parse_args()
+def measure(epochs: int, overrides: list[str] | None = None) -> dict:
+    """Train with the callback on and off (same seed, ``epochs`` each) and compare epochs.
+
+    Returns the result dict written to ``callback_overhead.json``: per-epoch seconds of both
+    runs and the callback's own seconds, their median and min over the epochs after the first
+    (all epochs when there is only one), and the overhead ratios.
+    """
+    overrides = list(overrides or [])
     common = [
-        f"trainer.max_epochs={args.epochs}",
+        f"trainer.max_epochs={epochs}",
         "test_after_fit=false",
         "+trainer.enable_progress_bar=false",
         "+trainer.enable_model_summary=false",
-        *args.overrides,
+        *overrides,
     ]
     # the prepared SynthDrivers data is shared (generated once under this root's outputs/)
     with tempfile.TemporaryDirectory() as tmp:
         on, sage_s = train_once(Path(tmp) / "on", common)
         off, _ = train_once(Path(tmp) / "off", [*common, "~callbacks.sage"])
-    later = slice(1, None) if args.epochs > 1 else slice(None)
+    later = slice(1, None) if epochs > 1 else slice(None)
     med = {k: statistics.median(v[later]) for k, v in (("on", on), ("off", off), ("sage", sage_s))}
     low = {k: min(v[later]) for k, v in (("on", on), ("off", off), ("sage", sage_s))}
-    result = {
-        "epochs": args.epochs,
-        "overrides": args.overrides,
+    return {
+        "epochs": epochs,
+        "overrides": overrides,
         "epoch_seconds_on": on,
         "epoch_seconds_off": off,
         "callback_seconds": sage_s,
@@ -113,6 +105,15 @@ def main() -> None:
         "overhead_callback_over_epoch_off": med["sage"] / med["off"],
         "overhead_on_over_off": med["on"] / med["off"] - 1,
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("overrides", nargs="*", help="extra train.py overrides for both runs")
+    args = parser.parse_args()
+    result = measure(args.epochs, args.overrides)
+    med, low = result["median"], result["min"]
     lines = [
         "# SAGE callback overhead: default demo training (small CNN, synth-sf3d/full)",
         "",

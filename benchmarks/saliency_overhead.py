@@ -18,28 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from timing import timed
 
 from sage.models import create_backbone, get_backbone_spec, resolve_layers
 from sage.saliency.methods import create_method
 from sage.saliency.normalize import normalize_batch
 from sage.saliency.tokens import tokenize_grids
-
-
-def timed(fn, repeats: int, warmup: int = 2) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def main() -> None:

@@ -20,7 +20,9 @@ from .models import create_backbone, get_backbone_spec
 from .models.fingerprint import count_parameters, model_fingerprint
 from .plots.confusion import plot_confusion
 from .tracking.run_record import git_commit, log_config, log_file, set_tags
+from .tracking.store import prepare_experiment
 from .training.classifier import ClassifierModule
+from .training.distributed import check_launch, unrepeated_loader
 
 
 def _class_weights(dm: PreparedDataModule, mode: str | None) -> list[float] | None:
@@ -68,9 +70,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
         class_weights=_class_weights(dm, cfg.loss.get("class_weights")),
         image_size=dm.image_size,
     )
+    # parallel sweep jobs may open a fresh store together: create it and the experiment once
+    lg = cfg.logger
+    if lg and lg.get("tracking_uri"):
+        prepare_experiment(lg.tracking_uri, lg.experiment_name, lg.get("artifact_location"))
     logger = instantiate(cfg.logger)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    check_launch(trainer)
 
     log_config(logger, cfg)
     set_tags(
@@ -97,7 +104,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
             if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
             else None
         )
-        trainer.test(module, datamodule=dm, ckpt_path=ckpt)
+        # under DDP every test image once (Lightning's sampler would pad with repeats)
+        data = {"datamodule": dm}
+        if trainer.world_size > 1:
+            data = {"dataloaders": unrepeated_loader(dm.test_dataloader(), trainer)}
+        trainer.test(module, ckpt_path=ckpt, **data)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         set_tags(
             logger,
@@ -108,6 +119,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         )
 
     out = Path(cfg.paths.output_dir)
+    if not trainer.is_global_zero:  # every DDP rank holds the gathered matrices; rank 0 logs
+        return metrics
     for stage, matrix in module.confusion.items():
         fig = plot_confusion(
             matrix.numpy(), dm.classes, out / f"confusion_{stage}.png", f"{stage}: {cfg.model.name}"

@@ -85,7 +85,8 @@ def test_findings_follow_the_numbers(fake_study):
     assert "0.060 of its GradCAM mass on the spurious sticker, more than the seg" in text
     assert "accuracy 0.30, lower than the seg-trained model (0.60)" in text
     assert (
-        "RFS (robustness to background vs foreground noise) full -0.10 vs seg 0.40 (lower than)" in text
+        "RFS (robustness to background vs foreground noise) full -0.10 vs seg 0.40 (lower than)"
+        in text
     )
     assert "supported at α=0.05" in text
     assert f["scalars"]["study/synth-sf3d/full/sticker_mass"] == 0.06

@@ -210,7 +210,13 @@ def _write_predictions(frame: pd.DataFrame, pred: Predictions, classes: list, ou
 
 
 def _write_errors_and_roc(
-    frame: pd.DataFrame, pred: Predictions, classes: list, out: Path, title: str, ece_bins: int
+    frame: pd.DataFrame,
+    pred: Predictions,
+    classes: list,
+    out: Path,
+    title: str,
+    ece_bins: int,
+    figures: bool = True,
 ) -> dict[str, float]:
     """Metrics, per-class table, confusion figure, FP/FN lists and ROC files."""
     roc = roc_data(pred.labels, pred.probs)
@@ -219,7 +225,8 @@ def _write_errors_and_roc(
     per_class.to_csv(out / "per_class.csv", index=False)
     matrix = confusion(pred.labels, frame.pred_idx.to_numpy(), len(classes))
     pd.DataFrame(matrix, index=classes, columns=classes).to_csv(out / "confusion.csv")
-    plot_confusion_fp_fn(matrix, classes, per_class, out / "confusion.png", title)
+    if figures:
+        plot_confusion_fp_fn(matrix, classes, per_class, out / "confusion.png", title)
     errors = fp_fn_lists(frame, classes)
     errors.to_csv(out / "fp_fn.csv", index=False)
     lists = {
@@ -230,10 +237,13 @@ def _write_errors_and_roc(
         for c in classes
     }
     _write_json(out / "fp_fn.json", lists)
-    macro = None if roc.macro is None else (*roc.macro, roc.auc_macro)
-    plot_roc_overall((*roc.micro, roc.auc_micro), macro, out / "roc.png", title)
-    curves = zip(classes, roc.per_class, roc.auc_per_class, strict=True)
-    plot_roc_per_class({c: _curve(cv, a) for c, cv, a in curves}, out / "roc_per_class.png", title)
+    if figures:
+        macro = None if roc.macro is None else (*roc.macro, roc.auc_macro)
+        plot_roc_overall((*roc.micro, roc.auc_micro), macro, out / "roc.png", title)
+        curves = zip(classes, roc.per_class, roc.auc_per_class, strict=True)
+        plot_roc_per_class(
+            {c: _curve(cv, a) for c, cv, a in curves}, out / "roc_per_class.png", title
+        )
     _write_json(
         out / "roc.json",
         {
@@ -254,6 +264,7 @@ def _write_clusters(
     bins: int,
     seed: int,
     thumbnails: int,
+    figures: bool = True,
 ) -> dict[str, float]:
     """Confidence clusters: tables, figures, thumbnail sheets; return their metrics."""
     classes = data.classes
@@ -270,10 +281,11 @@ def _write_clusters(
     summary.to_csv(out / "summary.csv", index=False)
     groups.to_csv(out / "groups.csv", index=False)
     pooled.to_csv(out / "pooled.csv", index=False)
-    plot_cluster_scatter(clustered, classes, out / "scatter.png", title, bins)
-    plot_cluster_bands(summary, classes, out / "bands.png", title, bins)
-    plot_cluster_histograms(clustered, out / "histogram.png", title, bins)
-    if thumbnails > 0:
+    if figures:
+        plot_cluster_scatter(clustered, classes, out / "scatter.png", title, bins)
+        plot_cluster_bands(summary, classes, out / "bands.png", title, bins)
+        plot_cluster_histograms(clustered, out / "histogram.png", title, bins)
+    if figures and thumbnails > 0:
         _thumbnails(
             clustered, summary, data, out / "thumbnails", classes, thumbnails, pred.saliency, title
         )
@@ -323,14 +335,19 @@ def write_cell(
     seed: int = 0,
     ece_bins: int = 15,
     thumbnails: int = 6,
+    figures: bool = True,
 ) -> dict[str, float]:
-    """Write every artifact of the cell under ``out``; return its metrics (no prefix)."""
+    """Write every artifact of the cell under ``out``; return its metrics (no prefix).
+
+    ``figures=False`` writes the tables only (large grids: figures dominate the cost)."""
     out.mkdir(parents=True, exist_ok=True)
     classes = data.classes
     frame = predictions_frame(pred, classes)
     _write_predictions(frame, pred, classes, out)
-    metrics = _write_errors_and_roc(frame, pred, classes, out, title, ece_bins)
-    metrics |= _write_clusters(frame, pred, data, out / "clusters", title, bins, seed, thumbnails)
+    metrics = _write_errors_and_roc(frame, pred, classes, out, title, ece_bins, figures)
+    metrics |= _write_clusters(
+        frame, pred, data, out / "clusters", title, bins, seed, thumbnails, figures
+    )
     if pred.saliency:
         metrics |= _write_saliency(frame, pred, out)
     _write_json(out / "metrics.json", metrics)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -37,6 +37,7 @@ from ..models import get_backbone_spec
 from ..models.fingerprint import model_fingerprint
 from ..saliency.methods import SaliencyMethod, create_method
 from ..tracking.run_record import git_commit
+from ..tracking.store import prepare_experiment
 from ..training.classifier import load_classifier
 from .cell import predict, write_cell
 from .grid import cell_key, cells_frame, grid_key, write_grid
@@ -48,12 +49,17 @@ PREFIX = "eval/"
 
 def _experiment(cfg: DictConfig) -> str:
     mlflow.set_tracking_uri(cfg.logger.tracking_uri)
-    exp = mlflow.get_experiment_by_name(cfg.logger.experiment_name)
-    if exp is not None:
-        return exp.experiment_id
-    return mlflow.create_experiment(
-        cfg.logger.experiment_name, artifact_location=cfg.logger.artifact_location
+    # grid cells may run as parallel sweep jobs that open a fresh store together
+    return prepare_experiment(
+        cfg.logger.tracking_uri, cfg.logger.experiment_name, cfg.logger.artifact_location
     )
+
+
+def _wants_figures(setting: object, row: str, column: str) -> bool:
+    """``cell_figures``: true / false, or a list of ``"<row>|<target>"`` cells that get them."""
+    if isinstance(setting, bool):
+        return setting
+    return f"{row}|{column}" in {str(s) for s in setting}
 
 
 def _methods(cfg: DictConfig) -> dict[str, SaliencyMethod]:
@@ -133,6 +139,7 @@ class _Grid:
     grids: list[tuple[int, int]]
     bins: int
     n_cells: int
+    tags: dict = field(default_factory=dict)  # extra tags of every cell run (mode=cells)
 
 
 def _prior_record(prior, base: dict) -> dict:
@@ -179,6 +186,7 @@ def _evaluate_cell(
         "model_fingerprint": fingerprint,
         "prepared_dataset": str(t.data.root),
         "git_commit": g.commit,
+        **g.tags,
     }
     name = f"evaluate-{g.stamp}/{model_id}-on-{_slug(t.label)}"
     with mlflow.start_run(experiment_id=g.exp_id, run_name=name, nested=True, tags=tags) as child:
@@ -214,14 +222,49 @@ def _evaluate_cell(
             seed=int(cfg.seed),
             ece_bins=int(cfg.ece_bins),
             thumbnails=int(cfg.clustering.thumbnails),
+            figures=_wants_figures(cfg.get("cell_figures", True), m.label, t.label),
         )
         mlflow.log_metrics(_finite({PREFIX + k: v for k, v in metrics.items()}))
         mlflow.log_artifacts(str(cell_dir))
         return {**base, "run_id": child.info.run_id, "status": "evaluated", **metrics}
 
 
+def _key_settings(
+    cfg: DictConfig,
+    target_overrides: list[str],
+    methods: dict[str, SaliencyMethod],
+    grids: list[tuple[int, int]],
+    bins: int,
+) -> dict[str, object]:
+    """Everything but the models and targets that identifies a grid (:func:`grid_key`)."""
+    return {
+        "split": cfg.split,
+        "which": cfg.checkpoint_select,
+        "limit": cfg.get("limit"),
+        "target_overrides": sorted(target_overrides),
+        "ece_bins": int(cfg.ece_bins),
+        "bins": bins,
+        "saliency": {k: m.params for k, m in methods.items()},
+        "grids": grids if methods else None,
+    }
+
+
 def run(cfg: DictConfig) -> dict[str, object]:
-    """Evaluate the grid of ``cfg``; return the parent run id, counts and the markdown table."""
+    """Evaluate the grid of ``cfg``; return the parent run id, counts and the markdown table.
+
+    ``mode=divergence`` runs the model-divergence analysis instead (:mod:`sage.divergence`).
+    """
+    mode = cfg.get("mode", "grid")
+    if mode == "divergence":
+        from ..divergence import run as run_divergence  # late: sage.divergence imports us
+
+        return run_divergence(cfg)
+    if mode in ("cells", "assemble"):  # a grid distributed over sweep jobs
+        from .distributed import assemble, run_cells  # late: it builds on this module
+
+        return run_cells(cfg) if mode == "cells" else assemble(cfg)
+    if mode != "grid":
+        raise SageError(f"mode must be 'grid', 'cells', 'assemble' or 'divergence', got {mode!r}")
     _check(cfg)
     torch.manual_seed(int(cfg.seed))
     out = Path(cfg.paths.output_dir)
@@ -246,14 +289,7 @@ def run(cfg: DictConfig) -> dict[str, object]:
     key = grid_key(
         [m.key for m in models],
         [t.name for t in targets],
-        cfg.split,
-        cfg.checkpoint_select,
-        limit=cfg.get("limit"),
-        target_overrides=sorted(target_overrides),
-        ece_bins=int(cfg.ece_bins),
-        bins=bins,
-        saliency={k: m.params for k, m in methods.items()},
-        grids=grids if methods else None,
+        **_key_settings(cfg, target_overrides, methods, grids, bins),
     )
     exp_id = _experiment(cfg)
     client = mlflow.MlflowClient(tracking_uri=cfg.logger.tracking_uri)

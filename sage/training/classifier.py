@@ -84,7 +84,17 @@ class ClassifierModule(pl.LightningModule):
         loss, logits, y = self._step(batch)
         self.train_acc(logits, y)
         bs = len(y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
+        # sync_dist: under DDP the epoch loss is the batch-size weighted mean over all ranks
+        # (a no-op on one device); torchmetrics objects gather their own states
+        self.log(
+            "train/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=bs,
+            sync_dist=True,
+        )
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=bs)
         return loss
 
@@ -95,7 +105,14 @@ class ClassifierModule(pl.LightningModule):
         probs = logits.softmax(-1)
         metrics.update(probs, y)
         confusion.update(probs, y)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=len(y))
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_epoch=True,
+            prog_bar=stage == "val",
+            batch_size=len(y),
+            sync_dist=True,
+        )
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -106,7 +123,9 @@ class ClassifierModule(pl.LightningModule):
     def _eval_epoch_end(self, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         confusion = self.val_confusion if stage == "val" else self.test_confusion
-        self.log_dict(metrics.compute(), prog_bar=stage == "val")
+        # compute() already gathers every rank's states, so all ranks hold the same values;
+        # sync_dist averages identical numbers (and stops Lightning's per-metric DDP warning)
+        self.log_dict(metrics.compute(), prog_bar=stage == "val", sync_dist=True)
         self.confusion[stage] = confusion.compute().cpu()
         metrics.reset()
         confusion.reset()

@@ -1,0 +1,26 @@
+# Entry points; each delegates to a script in scripts/ (which sets up .venv on first use).
+# Extra arguments: make bench ARGS="--quick", make test ARGS="-k road".
+.PHONY: demo test bench bench-quick tracking-server tracking-server-postgres tracking-server-stop
+
+demo:
+	bash scripts/demo.sh $(ARGS)
+
+test:
+	bash scripts/test.sh $(ARGS)
+
+bench:
+	bash scripts/bench.sh $(ARGS)
+
+bench-quick:
+	bash scripts/bench.sh --quick $(ARGS)
+
+# Local MLflow server on 127.0.0.1:5000 (SQLite, or PostgreSQL when installed / SAGE_POSTGRES_URI);
+# foreground, Ctrl-C stops it. make tracking-server ARGS="--port 5001 --background"
+tracking-server:
+	bash scripts/tracking_server.sh sqlite $(ARGS)
+
+tracking-server-postgres:
+	bash scripts/tracking_server.sh postgres $(ARGS)
+
+tracking-server-stop:
+	bash scripts/tracking_server.sh --stop

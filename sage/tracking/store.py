@@ -1,0 +1,67 @@
+"""The MLflow store and experiment, created once even when parallel jobs start together.
+
+A fresh SQLite store is created on first use: MLflow runs its schema migrations when a client
+opens a database without tables, and two sweep jobs doing that at the same moment collide
+(alembic ``CommandError: Online migration expected to match one row``); both would then also
+create the experiment, and one of them fails on the unique name. :func:`prepare_experiment`
+serialises that first use with a file lock next to the database (local SQLite), and treats an
+experiment created concurrently by another job (any store, including a tracking server) as
+found. Runs themselves never collide: each job writes its own run id and artifact directory.
+
+Against a tracking server (``http(s)://``) the experiment is created without the config's
+local ``artifact_location``: the server decides where artifacts go (``mlflow server
+--serve-artifacts --artifacts-destination ...``), so clients on other machines upload to it
+instead of to a path on their own disk.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import mlflow
+from filelock import FileLock
+from mlflow.exceptions import MlflowException
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for any other store)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _store_lock(tracking_uri: str) -> AbstractContextManager:
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        return nullcontext()  # servers and other databases serialise their own schema setup
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(db) + ".lock", timeout=300)
+
+
+def prepare_experiment(
+    tracking_uri: str, name: str, artifact_location: str | None = None, attempts: int = 5
+) -> str:
+    """Id of experiment ``name`` in ``tracking_uri``, creating the store and experiment if needed.
+
+    Safe to call from many processes at once; cheap when both already exist.
+    """
+    if tracking_uri.startswith(("http://", "https://")):
+        artifact_location = None
+    with _store_lock(tracking_uri):
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)  # creates/migrates tables
+        for attempt in range(attempts):
+            exp = client.get_experiment_by_name(name)
+            if exp is not None:
+                return exp.experiment_id
+            try:
+                return client.create_experiment(name, artifact_location=artifact_location)
+            except MlflowException as err:
+                # another job created it between our lookup and create: look it up again
+                if attempt == attempts - 1:
+                    raise
+                if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                    time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
