@@ -46,6 +46,7 @@ from .saliency.methods import create_method
 from .saliency.tokens import tokens_to_frame
 from .tracking.checkpoints import resolve_checkpoint
 from .tracking.run_record import git_commit
+from .tracking.store import experiment_for
 from .training.classifier import load_classifier
 
 MOSAIC_PER_SIDE = 3
@@ -93,16 +94,6 @@ def _spurious_mosaics(per_image: pd.DataFrame, data: PreparedDataset, out: Path,
             out / "mosaics" / f"{method}_spurious_candidates.png",
             f"{method}: lowest Δ density (fg)",
         )
-
-
-def _experiment(cfg: DictConfig) -> str:
-    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
-    exp = mlflow.get_experiment_by_name(cfg.logger.experiment_name)
-    if exp is not None:
-        return exp.experiment_id
-    return mlflow.create_experiment(
-        cfg.logger.experiment_name, artifact_location=cfg.logger.artifact_location
-    )
 
 
 def load_checkpoint_and_data(
@@ -356,7 +347,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     model_id = f"{hparams['backbone']}-nc{len(data.classes)}-{ds['name']}-{ds['variant']}"
     run_name = f"explain-{stamp}/{model_id}"
-    with mlflow.start_run(experiment_id=_experiment(cfg), run_name=run_name) as active:
+    with mlflow.start_run(experiment_id=experiment_for(cfg.logger), run_name=run_name) as active:
         mlflow.log_params(params)
         mlflow.set_tags(
             {

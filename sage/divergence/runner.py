@@ -73,6 +73,7 @@ from ..saliency.methods import SaliencyMethod, create_method
 from ..saliency.normalize import normalize_batch
 from ..saliency.tokens import FEATURES, grid_name, tokenize_grids
 from ..tracking.run_record import git_commit
+from ..tracking.store import experiment_for
 from ..training.classifier import load_classifier
 from .behaviour import behaviour_frame, behaviour_summary, flip_matrix, per_class_table
 from .embedding import embedding_matrix, fit_pca
@@ -496,16 +497,6 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
 
 
-def _experiment(cfg: DictConfig) -> str:
-    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
-    exp = mlflow.get_experiment_by_name(cfg.logger.experiment_name)
-    if exp is not None:
-        return exp.experiment_id
-    return mlflow.create_experiment(
-        cfg.logger.experiment_name, artifact_location=cfg.logger.artifact_location
-    )
-
-
 def _behaviour_table(rows: Sequence[dict]) -> pd.DataFrame:
     b = pd.DataFrame(rows)
     return pd.DataFrame(
@@ -678,7 +669,7 @@ def run(cfg: DictConfig) -> dict[str, object]:
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = f"divergence-{stamp}/{len(models)}models-on-{_slug(target.label)}-{cfg.split}"
-    exp_id = _experiment(cfg)
+    exp_id = experiment_for(cfg.logger)
     tags = {
         "stage": "divergence",
         "dataset": target.name,

@@ -42,13 +42,13 @@ from omegaconf import DictConfig, OmegaConf
 from ..errors import SageError
 from ..models.fingerprint import model_fingerprint
 from ..tracking.run_record import git_commit
+from ..tracking.store import experiment_for
 from ..training.classifier import load_classifier
 from .grid import cell_key, cells_frame, grid_key, markdown_table, matrices, write_grid
 from .runner import (
     _check,
     _check_classes,
     _evaluate_cell,
-    _experiment,
     _find_parent,
     _Grid,
     _key_settings,
@@ -125,7 +125,7 @@ def run_cells(cfg: DictConfig) -> dict[str, object]:
     # default=str as grid_key does, so the assembled key equals a single-process run's
     settings_json = json.dumps(settings, sort_keys=True, default=str)
     skey = _settings_key(settings_json)
-    exp_id = _experiment(cfg)
+    exp_id = experiment_for(cfg.logger)
     client = mlflow.MlflowClient(tracking_uri=cfg.logger.tracking_uri)
     done: dict = {}
     query = f"tags.grid_name = '{name}' and tags.settings_key = '{skey}' and {CELL_FILTER}"
@@ -188,7 +188,7 @@ def assemble(cfg: DictConfig) -> dict[str, object]:
     name = _grid_name(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    exp_id = _experiment(cfg)
+    exp_id = experiment_for(cfg.logger)
     client = mlflow.MlflowClient(tracking_uri=cfg.logger.tracking_uri)
     runs = _search_all(client, exp_id, f"tags.grid_name = '{name}' and {CELL_FILTER}")
     if not runs:

@@ -37,7 +37,7 @@ from ..models import get_backbone_spec
 from ..models.fingerprint import model_fingerprint
 from ..saliency.methods import SaliencyMethod, create_method
 from ..tracking.run_record import git_commit
-from ..tracking.store import prepare_experiment
+from ..tracking.store import experiment_for
 from ..training.classifier import load_classifier
 from .cell import predict, write_cell
 from .grid import cell_key, cells_frame, grid_key, write_grid
@@ -45,14 +45,6 @@ from .selection import SourceModel, select_models
 from .targets import Target, load_targets
 
 PREFIX = "eval/"
-
-
-def _experiment(cfg: DictConfig) -> str:
-    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
-    # grid cells may run as parallel sweep jobs that open a fresh store together
-    return prepare_experiment(
-        cfg.logger.tracking_uri, cfg.logger.experiment_name, cfg.logger.artifact_location
-    )
 
 
 def _wants_figures(setting: object, row: str, column: str) -> bool:
@@ -291,7 +283,7 @@ def run(cfg: DictConfig) -> dict[str, object]:
         [t.name for t in targets],
         **_key_settings(cfg, target_overrides, methods, grids, bins),
     )
-    exp_id = _experiment(cfg)
+    exp_id = experiment_for(cfg.logger)
     client = mlflow.MlflowClient(tracking_uri=cfg.logger.tracking_uri)
     parent = _find_parent(client, exp_id, key)
     done = {} if parent is None else _finished_cells(client, exp_id, parent.info.run_id)

@@ -22,10 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.datamodule import PreparedImages, image_transform
 from ..data.prepared import PreparedDataset
 from ..errors import SageError
-from ..explain import _experiment, load_checkpoint_and_data
+from ..explain import load_checkpoint_and_data
 from ..models import get_backbone_spec
 from ..models.fingerprint import model_fingerprint
 from ..tracking.run_record import git_commit
+from ..tracking.store import experiment_for
 from .activations import collect_activations, resolve_regions
 from .report import summary_table, table_metrics, unit_scores_frame, write_figures
 from .search import heldout_scores, search_units
@@ -168,7 +169,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     }
     (out / "neurons_params.json").write_text(json.dumps(params, indent=2, default=str))
     run_name = f"explain-{time.strftime('%Y%m%d-%H%M%S')}/{model_id}"
-    with mlflow.start_run(experiment_id=_experiment(cfg), run_name=run_name) as active:
+    with mlflow.start_run(experiment_id=experiment_for(cfg.logger), run_name=run_name) as active:
         mlflow.log_params(params)
         mlflow.set_tags(
             {

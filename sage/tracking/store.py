@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from filelock import FileLock
@@ -65,3 +66,12 @@ def prepare_experiment(
                 if err.error_code != "RESOURCE_ALREADY_EXISTS":
                     time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def experiment_for(logger_cfg: Any) -> str:
+    """Id of the run-config's MLflow experiment (``logger.tracking_uri``, ``experiment_name``,
+    ``artifact_location``), created safely if needed; also makes it the active tracking URI."""
+    mlflow.set_tracking_uri(logger_cfg.tracking_uri)
+    return prepare_experiment(
+        logger_cfg.tracking_uri, logger_cfg.experiment_name, logger_cfg.get("artifact_location")
+    )
