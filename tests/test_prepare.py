@@ -133,3 +133,49 @@ def test_no_foreground_is_recorded_and_left_out(prepare, compose_cfg):
     Image.new("L", Image.open(image).size, 0).save(mask)
     summary = PreparedDataset.open(prepare()["seg"]).summary
     assert summary["skipped"]["masker_no_foreground"]["examples"] == [str(image)]
+
+
+def _synth_ds(compose_cfg, dataset: str = "synth_sf3d/full") -> dict:
+    from omegaconf import OmegaConf
+
+    cfg = compose_cfg("train", [f"dataset={dataset}", *TINY_SYNTH])
+    return OmegaConf.to_container(cfg.dataset, resolve=True)
+
+
+def test_ensure_prepared_reuses_current_and_redoes_stale_synth_data(compose_cfg):
+    from sage.data.ensure import ensure_prepared
+
+    ds = _synth_ds(compose_cfg)
+    first = ensure_prepared(ds).resolve()
+    assert ensure_prepared(ds).resolve() == first  # same settings: reused
+    ds["synth"]["p_spurious"] = 0.3  # a generator change makes the prepared copy stale
+    second = ensure_prepared(ds).resolve()
+    assert second != first
+    summary = json.loads((second / "summary.json").read_text())
+    assert summary["config"]["synth"]["p_spurious"] == 0.3
+    ds["split"]["seed"] = 5  # so does a split change
+    assert ensure_prepared(ds).resolve() not in (first, second)
+
+
+def test_cue_shuffled_twin_differs_only_around_the_sticker(compose_cfg):
+    """synth_sf3d_shuffled/full: same images, ids, labels and split; only sticker colours move."""
+    from sage.data.ensure import ensure_prepared
+    from sage.data.synth.scene import SPURIOUS
+
+    base = PreparedDataset.open(ensure_prepared(_synth_ds(compose_cfg)))
+    twin = PreparedDataset.open(ensure_prepared(_synth_ds(compose_cfg, "synth_sf3d_shuffled/full")))
+    assert twin.summary["config"]["synth"]["p_spurious"] == 0.0
+    cols = ["image_id", "label", "split", "subject"]
+    pd.testing.assert_frame_equal(base.meta[cols], twin.meta[cols])
+    moved = 0
+    for image_id in base.meta.image_id:
+        a = np.asarray(Image.open(base.image_path(image_id)), np.int16)
+        b = np.asarray(Image.open(twin.image_path(image_id)), np.int16)
+        sticker = np.asarray(Image.open(base.parts_path(image_id))) == SPURIOUS
+        ys, xs = np.nonzero(sticker)
+        near = np.zeros_like(sticker)  # JPEG blocks (8 px) touching the sticker may change
+        near[max(ys.min() - 8, 0) : ys.max() + 9, max(xs.min() - 8, 0) : xs.max() + 9] = True
+        assert np.abs(a - b)[~near].max() == 0, image_id
+        moved += int(np.abs(a - b)[sticker].max() > 40)
+    # p_spurious 0.8 vs random colours: most stickers change colour
+    assert moved >= len(base.meta) // 2

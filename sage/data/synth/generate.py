@@ -90,7 +90,7 @@ class SynthConfig:
     size: int = 128
     p_spurious: float = 0.8
     sticker_side: float = STICKER_SIDE
-    n_subjects: int = 10
+    n_subjects: int = 20
     seed: int = 0
 
     def __post_init__(self) -> None:
