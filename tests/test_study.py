@@ -54,7 +54,12 @@ def fake_study(tmp_path):
     grid_dir = tmp_path / "grid_sf3d" / "grid"
     grid_dir.mkdir(parents=True)
     pd.DataFrame(
-        {"synth-driver100/full": [0.3, 0.6], "synth-driver100/seg": [0.4, 0.7]},
+        {
+            "synth-driver100/full": [0.3, 0.6],
+            "synth-driver100/seg": [0.4, 0.7],
+            "synth-sf3d/full": [0.9, 0.8],
+            "synth-sf3d-shuffled/full": [0.5, 0.8],
+        },
         index=pd.Index(["synth-sf3d/full", "synth-sf3d/seg"], name="trained_on"),
     ).to_csv(grid_dir / "acc.csv")
     cfg = SimpleNamespace(
@@ -69,7 +74,13 @@ def fake_study(tmp_path):
         experiment="s",
         timings={"training": 1.0},
     )
-    grids = {"synth_sf3d": {"output_dir": str(tmp_path / "grid_sf3d")}}
+    grids = {
+        "synth_sf3d": {
+            "output_dir": str(tmp_path / "grid_sf3d"),
+            "target_name": "synth-driver100",
+            "twin_name": "synth-sf3d-shuffled",
+        }
+    }
     divergence = {"verdict": "supported at α=0.05: ρ=0.5"}
     return study, runs, grids, explains, divergence
 
@@ -80,10 +91,18 @@ def test_findings_follow_the_numbers(fake_study):
     models = f["models"].set_index("trained_on")
     assert models.loc["synth-sf3d/full", "cross_acc_full"] == 0.3
     assert models.loc["synth-sf3d/seg", "cross_acc_same_variant"] == 0.7
+    assert models.loc["synth-sf3d/full", "shuffled_acc"] == 0.5
     assert models.loc["synth-sf3d/full", "val_fg_mass"] == 0.3  # the last epoch's value
     text = "\n".join(f["lines"])
     assert "0.060 of its GradCAM mass on the spurious sticker, more than the seg" in text
-    assert "accuracy 0.30, lower than the seg-trained model (0.60)" in text
+    assert (
+        "accuracy on full test images falls from 0.90 to 0.50; "
+        "the seg-trained model's stays at 0.80." in text
+    )
+    assert (
+        "reaches accuracy 0.30 (full images), lower than the seg-trained model on seg images "
+        "(0.70; 0.60 on full images)" in text
+    )
     assert (
         "RFS (robustness to background vs foreground noise) full -0.10 vs seg 0.40 (lower than)"
         in text

@@ -34,6 +34,19 @@ _TRAIN = {
 }
 
 
+_SCALARS = (
+    "test_acc",
+    "cue_acc",
+    "shuffled_acc",
+    "a_fg",
+    "sticker_mass",
+    "arcc",
+    "rfs",
+    "cross_acc_full",
+    "cross_acc_same_variant",
+)
+
+
 def _grid_acc(result: dict) -> pd.DataFrame | None:
     path = Path(result.get("output_dir", "")) / "grid" / "acc.csv"
     return pd.read_csv(path, index_col=0) if path.is_file() else None
@@ -45,6 +58,15 @@ def _cmp(a: float, b: float, more: str = "more", less: str = "less") -> str:
     if np.isclose(a, b, atol=1e-3):
         return "about the same as"
     return f"{more} than" if a > b else f"{less} than"
+
+
+def _move(before: float, after: float) -> str:
+    """'falls from 0.71 to 0.50' / 'rises ...' / 'stays at 0.80', from the numbers."""
+    if not (math.isfinite(before) and math.isfinite(after)):
+        return "cannot be compared (missing values)"
+    if np.isclose(before, after, atol=5e-3):
+        return f"stays at {after:.2f}"
+    return f"{'falls' if after < before else 'rises'} from {before:.2f} to {after:.2f}"
 
 
 def collect_findings(study, runs, grids, explains, divergence) -> dict[str, Any]:
@@ -68,13 +90,20 @@ def collect_findings(study, runs, grids, explains, divergence) -> dict[str, Any]
         grid_tables[source] = acc
         for label in acc.index:
             idx = models.index[models.trained_on == label]
-            full_cols = [c for c in acc.columns if c.endswith("/full")]
-            if len(idx) and full_cols:
-                models.loc[idx, "cross_acc_full"] = float(acc.loc[label, full_cols[0]])
-            variant = label.rsplit("/", 1)[-1]
-            same = [c for c in acc.columns if c.endswith(f"/{variant}")]
-            if len(idx) and same:
-                models.loc[idx, "cross_acc_same_variant"] = float(acc.loc[label, same[0]])
+            if not len(idx):
+                continue
+            name, variant = label.rsplit("/", 1)
+            target = result.get("target_name")
+            cross = [c for c in acc.columns if c.startswith(f"{target}/")] if target else []
+            cross = cross or [c for c in acc.columns if not c.startswith(f"{name}")]
+            for key, want in (("cross_acc_full", "full"), ("cross_acc_same_variant", variant)):
+                col = next((c for c in cross if c.endswith(f"/{want}")), None)
+                if col is not None:
+                    models.loc[idx, key] = float(acc.loc[label, col])
+            twin = result.get("twin_name")
+            if twin and f"{name}/full" in acc.columns and f"{twin}/full" in acc.columns:
+                models.loc[idx, "cue_acc"] = float(acc.loc[label, f"{name}/full"])
+                models.loc[idx, "shuffled_acc"] = float(acc.loc[label, f"{twin}/full"])
 
     lines = []
     for name, group in models.groupby("domain", sort=False):
@@ -82,9 +111,18 @@ def collect_findings(study, runs, grids, explains, divergence) -> dict[str, Any]
         if "full" not in by.index:
             continue
         full = by.loc["full"]
-        for other in ("seg", "bboxseg"):
-            if other not in by.index:
-                continue
+        others = [o for o in ("seg", "bboxseg") if o in by.index]
+        if "shuffled_acc" in by.columns and math.isfinite(full.get("shuffled_acc", np.nan)):
+            rest = "; ".join(
+                f"the {o}-trained model's {_move(by.loc[o].cue_acc, by.loc[o].shuffled_acc)}"
+                for o in others
+            )
+            lines.append(
+                f"{name}: with the sticker colours shuffled (same scenes), the full-trained "
+                f"model's accuracy on full test images {_move(full.cue_acc, full.shuffled_acc)}"
+                + (f"; {rest}." if rest else ".")
+            )
+        for other in others:
             o = by.loc[other]
             lines.append(
                 f"{name}: the full-trained model puts {full.sticker_mass:.3f} of its GradCAM "
@@ -92,13 +130,14 @@ def collect_findings(study, runs, grids, explains, divergence) -> dict[str, Any]
                 f"{other}-trained model ({o.sticker_mass:.3f}); background mass 1−A_fg "
                 f"{1 - full.a_fg:.2f} vs {1 - o.a_fg:.2f} ({_cmp(1 - full.a_fg, 1 - o.a_fg)})."
             )
-            if "cross_acc_full" in by.columns:
+            if "cross_acc_full" in by.columns and "cross_acc_same_variant" in by.columns:
                 lines.append(
-                    f"{name}: on the other domain's full images the full-trained model reaches "
-                    f"accuracy {full.cross_acc_full:.2f}, "
-                    f"{_cmp(full.cross_acc_full, o.cross_acc_full, 'higher', 'lower')} the "
-                    f"{other}-trained model ({o.cross_acc_full:.2f}); in-domain test accuracy "
-                    f"{full.test_acc:.2f} vs {o.test_acc:.2f}."
+                    f"{name}: on the other domain the full-trained model reaches accuracy "
+                    f"{full.cross_acc_full:.2f} (full images), "
+                    f"{_cmp(full.cross_acc_full, o.cross_acc_same_variant, 'higher', 'lower')} "
+                    f"the {other}-trained model on {other} images "
+                    f"({o.cross_acc_same_variant:.2f}; {o.cross_acc_full:.2f} on full images); "
+                    f"in-domain test accuracy {full.test_acc:.2f} vs {o.test_acc:.2f}."
                 )
             lines.append(
                 f"{name}: RFS (robustness to background vs foreground noise) full "
@@ -112,7 +151,7 @@ def collect_findings(study, runs, grids, explains, divergence) -> dict[str, Any]
             lines.append(f"divergence ({' vs '.join(study.cfg.study.compare)}): {verdict}")
     scalars = {}
     for _, r in models.iterrows():
-        for key in ("test_acc", "a_fg", "sticker_mass", "arcc", "rfs", "cross_acc_full"):
+        for key in _SCALARS:
             value = r.get(key, np.nan)
             if isinstance(value, float | int) and math.isfinite(value):
                 scalars[f"study/{r.domain}/{r.variant}/{key}"] = float(value)
@@ -142,7 +181,8 @@ def print_summary(findings: dict[str, Any], study) -> None:
     for source, acc in findings["grids"].items():
         print(f"\nCross-domain accuracy, trained on {source} (rows) -> targets (columns):")
         print(markdown_table(acc))
-    cols = ["trained_on", "test_acc", "cross_acc_full", "a_fg", "sticker_mass", "arcc", "rfs"]
+    cols = ["trained_on", "test_acc", "shuffled_acc", "cross_acc_full", "cross_acc_same_variant"]
+    cols += ["a_fg", "sticker_mass", "arcc", "rfs"]
     models = findings["models"]
     print("\nPer model (GradCAM on the source domain's full test images; RFS per model):")
     table = models[[c for c in cols if c in models]].set_index("trained_on")

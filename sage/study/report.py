@@ -150,7 +150,9 @@ def write_report(findings: dict[str, Any], out: Path, study) -> Path:
     page.items(findings["lines"] or ["no comparison could be computed"])
     page.h("Models")
     page.p(
-        "test_acc: in-domain test accuracy; cross_acc_*: accuracy on the other domain "
+        "test_acc: in-domain test accuracy; cue_acc / shuffled_acc: accuracy on the source "
+        "domain's full test images with the sticker as generated / with its colour shuffled "
+        "(the direct test of the shortcut); cross_acc_*: accuracy on the other domain "
         "(full images / the same variant); a_fg, sticker_mass, ea_pg, arcc: GradCAM on the "
         "source domain's full test images (sticker_mass = share of the saliency mass on the "
         "spurious sticker); rfs: RIVAL10's relative foreground sensitivity; val_*: the SAGE "

@@ -68,6 +68,8 @@ class Study:
             f"logger.tracking_uri={self.tracking_uri}",
         ]
         self.synth = [f"dataset.synth.images_per_class={self.s.images_per_class}"]
+        if self.s.get("n_subjects"):
+            self.synth.append(f"dataset.synth.n_subjects={self.s.n_subjects}")
 
     # ------------------------------------------------------------------ helpers
 
@@ -87,7 +89,12 @@ class Study:
     # ------------------------------------------------------------------ steps
 
     def prepare(self) -> None:
-        for source in self.cfg.study.directions:
+        twins = [
+            self.cfg.study.cue_shuffle[d]
+            for d in self.cfg.study.directions
+            if d in self.cfg.study.cue_shuffle
+        ]
+        for source in [*self.cfg.study.directions, *twins]:
             cfg = self.compose("train", [f"dataset={source}/full", *self.synth], "prepare")
             path = ensure_prepared(OmegaConf.to_container(cfg.dataset, resolve=True))
             print(f"{source}: {path.parent}/{path.name.rsplit('-', 1)[0]}-{{variants}}")
@@ -150,12 +157,15 @@ class Study:
         from ..evaluation import run as evaluate_run
 
         name = self.dataset_name(source)
-        targets = ",".join(f"{target}/{v}" for v in self.cfg.study.variants)
+        targets = [f"{target}/{v}" for v in self.cfg.study.variants]
+        twin = self.cfg.study.cue_shuffle.get(source)
+        if twin:  # in-domain full images, as generated and with the sticker colours shuffled
+            targets += [f"{source}/full", f"{twin}/full"]
         overrides = [
             f"select.dataset={name}",
             f'select.filter="{self.since_filter()}"',
-            f"targets=[{targets}]",
-            f'target_overrides=["{self.synth[0]}"]',
+            f"targets=[{','.join(targets)}]",
+            self.target_overrides(),
             "saliency.methods=[gradcam]",
             "progress=false",
             # per-cell figures dominate a grid's cost: only the compared variants' own cells
@@ -168,7 +178,14 @@ class Study:
         if self.s.eval_limit:
             overrides.append(f"limit={self.s.eval_limit}")
         cfg = self.compose("evaluate", overrides, f"evaluate-{source}")
-        return evaluate_run(cfg)
+        result = evaluate_run(cfg)
+        result["target_name"] = self.dataset_name(target)
+        result["twin_name"] = self.dataset_name(twin) if twin else None
+        return result
+
+    def target_overrides(self) -> str:
+        """The study's SynthDrivers size settings, applied to every dataset it evaluates on."""
+        return "target_overrides=[{}]".format(",".join(f'"{o}"' for o in self.synth))
 
     def dataset_name(self, config: str) -> str:
         cfg = self.compose("train", [f"dataset={config}/full"], "names")
@@ -199,7 +216,7 @@ class Study:
             "mode=divergence",
             f"models=[{','.join(runs)}]",
             f"divergence.dataset={dataset}",
-            f'target_overrides=["{self.synth[0]}"]',
+            self.target_overrides(),
             "progress=false",
         ]
         if self.s.eval_limit:
