@@ -149,10 +149,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         image_transform(size, spec.mean, spec.std),
         with_masks=True,
         with_parts=bool(data.part_names),
+        limit=cfg.get("limit"),
     )
-    if cfg.get("limit"):
-        images_ds.frame = images_ds.frame.head(int(cfg.limit))
-        images_ds.paths = images_ds.paths[: int(cfg.limit)]
     loader = DataLoader(images_ds, batch_size=int(cfg.batch_size), shuffle=False)
     grids = [tuple(g) for g in cfg.grids]
     methods = {

@@ -179,3 +179,16 @@ def test_cue_shuffled_twin_differs_only_around_the_sticker(compose_cfg):
         moved += int(np.abs(a - b)[sticker].max() > 40)
     # p_spurious 0.8 vs random colours: most stickers change colour
     assert moved >= len(base.meta) // 2
+
+
+def test_stratified_head_keeps_every_class_in_order():
+    from sage.data.datamodule import stratified_head
+
+    frame = pd.DataFrame({"image_id": list("abcdef"), "label": [0, 0, 0, 1, 1, 2]})
+    # ranks within class 0,1,2,0,1,0: the three first-of-class rows, then the next one
+    assert list(stratified_head(frame, 4).image_id) == ["a", "b", "d", "f"]
+    assert list(stratified_head(frame, 3).image_id) == ["a", "d", "f"]
+    assert stratified_head(frame, 4).index.tolist() == [0, 1, 2, 3]
+    assert stratified_head(frame, None) is frame and stratified_head(frame, 9) is frame
+    with pytest.raises(Exception, match="limit=0"):
+        stratified_head(frame, 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from PIL import Image
@@ -33,8 +34,24 @@ def image_transform(
     return v2.Compose(ops)
 
 
+def stratified_head(frame: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    """At most ``limit`` rows taken round-robin over classes, in the frame's order.
+
+    The first ``limit`` rows of a split sorted by class would hold the first few classes
+    only; this keeps every class (the k-th image of each class before any (k+1)-th) and is
+    deterministic, so a limited explain or grid sees the same images every time.
+    """
+    if limit is None or limit >= len(frame):
+        return frame
+    if limit < 1:
+        raise SageError(f"limit={limit} must be at least 1")
+    rank = frame.groupby("label", sort=False).cumcount().to_numpy()
+    keep = np.sort(np.lexsort((np.arange(len(frame)), rank))[:limit])
+    return frame.iloc[keep].reset_index(drop=True)
+
+
 class PreparedImages(Dataset):
-    """One split of a prepared dataset."""
+    """One split of a prepared dataset (``limit``: a class-stratified subset of that size)."""
 
     def __init__(
         self,
@@ -43,9 +60,10 @@ class PreparedImages(Dataset):
         transform: v2.Compose,
         with_masks: bool = False,
         with_parts: bool = False,
+        limit: int | None = None,
     ) -> None:
         self.data, self.split, self.transform = data, split, transform
-        self.frame = data.split_frame(split)
+        self.frame = stratified_head(data.split_frame(split), limit)
         self.with_masks, self.with_parts = with_masks, with_parts
         if with_parts and not data.part_names:
             raise SageError(f"{data.root} has no part labels (parts/legend.json)")

@@ -179,10 +179,8 @@ def _loaders(cfg: DictConfig, data, specs, sizes) -> tuple[list[DataLoader], lis
         which.append(keys.index(key))
     loaders = []
     for size, mean, std in keys:
-        images = PreparedImages(data, cfg.split, image_transform(size, mean, std), with_masks=True)
-        if cfg.get("limit"):
-            images.frame = images.frame.head(int(cfg.limit))
-            images.paths = images.paths[: int(cfg.limit)]
+        transform = image_transform(size, mean, std)
+        images = PreparedImages(data, cfg.split, transform, with_masks=True, limit=cfg.get("limit"))
         if len(images) == 0:
             raise SageError(f"split {cfg.split!r} of {data.root} is empty")
         loaders.append(

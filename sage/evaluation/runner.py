@@ -156,11 +156,12 @@ def _evaluate_cell(
     spec = get_backbone_spec(m.backbone)
     size = int(m.image_size or spec.input_size)
     images = PreparedImages(
-        t.data, cfg.split, image_transform(size, spec.mean, spec.std), with_masks=bool(g.methods)
+        t.data,
+        cfg.split,
+        image_transform(size, spec.mean, spec.std),
+        with_masks=bool(g.methods),
+        limit=cfg.get("limit"),
     )
-    if cfg.get("limit"):
-        images.frame = images.frame.head(int(cfg.limit))
-        images.paths = images.paths[: int(cfg.limit)]
     cell_dir = g.out / "cells" / f"{position:02d}-{_slug(m.label)}--{_slug(t.label)}"
     model_id = f"{m.backbone}-nc{len(m.classes)}-{m.dataset or 'unknown'}-"
     model_id += m.variant or _slug(m.label)

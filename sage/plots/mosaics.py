@@ -18,27 +18,33 @@ def class_mosaic(
     tile: int = 96,
     names: Mapping[str, str] | None = None,
 ) -> Path:
-    """One row per class, up to ``len(examples[c])`` tiles per row, saved as PNG."""
+    """One row per class, up to ``len(examples[c])`` tiles per row, saved as PNG.
+
+    The tiles are pasted into one array and drawn as one image: a subplot per tile made
+    this ~10x slower (2.5 s per variant), which added up in every prepare.
+    """
     classes = list(examples)
     cols = max((len(v) for v in examples.values()), default=1) or 1
-    fig, axes = plt.subplots(
-        len(classes), cols, figsize=(1.2 * cols + 1.6, 1.2 * len(classes) + 0.4), squeeze=False
-    )
+    gap = 4
+    step = tile + gap
+    sheet = np.full((len(classes) * step - gap, cols * step - gap, 3), 255, np.uint8)
     for r, cls in enumerate(classes):
-        for c in range(cols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c < len(examples[cls]):
-                with Image.open(examples[cls][c]) as im:
-                    ax.imshow(np.asarray(im.convert("RGB").resize((tile, tile))))
-            else:
-                ax.axis("off")
-        label = f"{cls}\n{names[cls]}" if names and cls in names else cls
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+        for c, image_path in enumerate(examples[cls][:cols]):
+            with Image.open(image_path) as im:
+                tile_rgb = np.asarray(im.convert("RGB").resize((tile, tile)))
+            sheet[r * step : r * step + tile, c * step : c * step + tile] = tile_rgb
+    fig, ax = plt.subplots(figsize=(1.2 * cols + 1.6, 1.2 * len(classes) + 0.4))
+    ax.imshow(sheet)
+    ax.set_xticks([])
+    ax.set_yticks([r * step + tile / 2 for r in range(len(classes))])
+    ax.set_yticklabels(
+        [f"{c}\n{names[c]}" if names and c in names else c for c in classes], fontsize=7
+    )
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(title, fontsize=9)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 
