@@ -108,6 +108,11 @@ def test_findings_follow_the_numbers(fake_study):
         in text
     )
     assert "supported at α=0.05" in text
+    # the sticker is a cue only in the domain with a cue-shuffled twin
+    assert not [
+        line for line in f["lines"] if line.startswith("synth-driver100") and "sticker" in line
+    ]
+    assert "synth-driver100: background mass 1−A_fg full 0.70 vs seg 0.50 (more than)." in text
     assert f["scalars"]["study/synth-sf3d/full/sticker_mass"] == 0.06
 
     # the same study with the numbers swapped says the opposite

@@ -9,6 +9,10 @@ import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .tile_sheet import Tile, tile_sheet
+
+_GREEN, _RED = (40, 160, 40), (210, 40, 40)
+
 
 def overlay(
     image: np.ndarray, saliency: np.ndarray, mask: np.ndarray | None = None, alpha: float = 0.5
@@ -33,38 +37,19 @@ def correct_error_mosaic(
 ) -> Path:
     """Rows = classes; left ``per_side`` columns correct predictions, right ones errors.
 
-    ``tiles[class]["correct" | "error"]`` holds (overlay image, caption) pairs.
+    ``tiles[class]["correct" | "error"]`` holds (overlay image, caption) pairs; only the first
+    ``per_side`` of each are drawn, framed green (correct) or red (error). Drawn with
+    :func:`~sage.plots.tile_sheet.tile_sheet` (numpy/OpenCV), not matplotlib subplots.
     """
-    classes = list(tiles)
-    cols = 2 * per_side
-    fig, axes = plt.subplots(
-        len(classes), cols, figsize=(1.3 * cols + 1.2, 1.35 * len(classes) + 0.6), squeeze=False
-    )
-    for r, cls in enumerate(classes):
-        for side, offset in (("correct", 0), ("error", per_side)):
-            items = list(tiles[cls].get(side, []))[:per_side]
-            for c in range(per_side):
-                ax = axes[r, offset + c]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if c < len(items):
-                    ax.imshow(items[c][0])
-                    ax.set_title(items[c][1], fontsize=6, pad=2)
-                    for spine in ax.spines.values():
-                        spine.set_edgecolor("tab:green" if side == "correct" else "tab:red")
-                        spine.set_linewidth(2)
-                else:  # hide the frame but keep the axes, so the row label still shows
-                    for spine in ax.spines.values():
-                        spine.set_visible(False)
-        axes[r, 0].set_ylabel(cls, rotation=0, ha="right", va="center", fontsize=8)
-    axes[0, 0].annotate(
-        "correct", (0, 1.35), xycoords="axes fraction", fontsize=8, color="tab:green"
-    )
-    axes[0, per_side].annotate(
-        "error", (0, 1.35), xycoords="axes fraction", fontsize=8, color="tab:red"
-    )
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return Path(path)
+    if per_side < 1:
+        raise ValueError(f"per_side must be at least 1, got {per_side}")
+    rows = []
+    for cls, sides in tiles.items():
+        row: list[Tile | None] = []
+        for side, colour in (("correct", _GREEN), ("error", _RED)):
+            items = list(sides.get(side, []))[:per_side]
+            row += [Tile(image, caption, colour) for image, caption in items]
+            row += [None] * (per_side - len(items))  # keeps the error columns aligned
+        rows.append((str(cls), row))
+    headers = [(0, "correct", _GREEN), (per_side, "error", _RED)]
+    return tile_sheet(rows, path, title, headers)

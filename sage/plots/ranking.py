@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from sage.plots.overlay import overlay
+from sage.plots.tile_sheet import Tile, tile_sheet
 
 RankItem = tuple[np.ndarray, np.ndarray, np.ndarray | None, str]
 
@@ -43,36 +42,21 @@ def ranking_mosaic(
             :func:`sage.metrics.alignment.rank_spurious_candidates`; captions typically hold
             the image id, the score and the class (newlines allowed). Tiles may differ in size.
         path: PNG to write.
-        title: figure title.
+        title: sheet title.
         cols: tiles per row.
 
     Returns:
-        ``path``. An empty ``items`` writes a figure that says so instead of failing, so a
-        run with no candidates still leaves its artifact.
+        ``path``. An empty ``items`` writes a PNG that says so instead of failing, so a run
+        with no candidates still leaves its artifact. Drawn with
+        :func:`~sage.plots.tile_sheet.tile_sheet` (numpy/OpenCV), not matplotlib subplots.
     """
     if cols < 1:
         raise ValueError(f"cols must be at least 1, got {cols}")
     for i, item in enumerate(items):
         _check_item(i, item)
-    n = len(items)
-    ncols = max(1, min(cols, n))
-    nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(1.9 * ncols + 0.2, 2.1 * nrows + 0.5), squeeze=False
-    )
-    for k, ax in enumerate(axes.flat):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if k >= n:
-            ax.axis("off")
-            continue
-        image, saliency, mask, caption = items[k]
-        ax.imshow(overlay(image, np.asarray(saliency, dtype=np.float32), mask))
-        ax.set_title(caption, fontsize=7, pad=2)
-    if n == 0:
-        axes[0, 0].text(0.5, 0.5, "no images to rank", ha="center", va="center", fontsize=9)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return Path(path)
+    tiles = [
+        Tile(overlay(image, np.asarray(saliency, dtype=np.float32), mask), caption)
+        for image, saliency, mask, caption in items
+    ]
+    rows = [("", tiles[k : k + cols]) for k in range(0, len(tiles), cols)]
+    return tile_sheet(rows, path, title, empty="no images to rank")

@@ -6,7 +6,11 @@ config itself, so it runs as a plain program rather than under ``@hydra.main``.
 
 from __future__ import annotations
 
+import os
 import sys
+
+# the study's own steps print what they do; MLflow's per-download progress bars only add noise
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from sage.cli import one_line_errors
 from sage.compose import compose_task
