@@ -57,8 +57,8 @@ from tqdm import tqdm
 from ..data.datamodule import PreparedImages, image_transform
 from ..data.prepared import SPLITS
 from ..errors import SageError
-from ..evaluation.selection import select_models
-from ..evaluation.targets import load_targets
+from ..evaluation.selection import select_from_config
+from ..evaluation.targets import targets_from_config
 from ..explain_batch import explain_batch
 from ..models import get_backbone_spec
 from ..models.fingerprint import model_fingerprint
@@ -531,17 +531,8 @@ def run(cfg: DictConfig) -> dict[str, object]:
     torch.manual_seed(s.seed)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {k: str(cfg.paths[k]) for k in ("root_dir", "outputs_dir", "data_dir")}
-    overrides = [str(o) for o in cfg.get("target_overrides") or []]
-    (target,) = load_targets([s.dataset], paths, overrides)
-    models, skipped_runs = select_models(
-        OmegaConf.to_container(cfg.models, resolve=True) if cfg.get("models") else None,
-        OmegaConf.to_container(cfg.select, resolve=True),
-        cfg.logger.tracking_uri,
-        cfg.checkpoint_select,
-        out / "checkpoints",
-        cfg.logger.experiment_name,
-    )
+    (target,) = targets_from_config(cfg, [s.dataset])
+    models, skipped_runs = select_from_config(cfg, out)
     if len(models) < 2:
         raise SageError(
             f"divergence compares models: {len(models)} selected ({[m.label for m in models]}); "

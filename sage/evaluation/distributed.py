@@ -55,8 +55,8 @@ from .runner import (
     _methods,
     _prior_record,
 )
-from .selection import _unique_labels, select_models
-from .targets import load_targets
+from .selection import _unique_labels, select_from_config
+from .targets import targets_from_config
 
 CELL_FILTER = "tags.level = 'cell' and attributes.status = 'FINISHED'"
 
@@ -104,17 +104,9 @@ def run_cells(cfg: DictConfig) -> dict[str, object]:
     torch.manual_seed(int(cfg.seed))
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {k: str(cfg.paths[k]) for k in ("root_dir", "outputs_dir", "data_dir")}
     target_overrides = [str(o) for o in cfg.get("target_overrides") or []]
-    targets = load_targets([str(t) for t in cfg.targets], paths, target_overrides)
-    models, skipped_runs = select_models(
-        OmegaConf.to_container(cfg.models, resolve=True) if cfg.get("models") else None,
-        OmegaConf.to_container(cfg.select, resolve=True),
-        cfg.logger.tracking_uri,
-        cfg.checkpoint_select,
-        out / "checkpoints",
-        cfg.logger.experiment_name,
-    )
+    targets = targets_from_config(cfg, cfg.targets)
+    models, skipped_runs = select_from_config(cfg, out)
     for skip in skipped_runs:
         print(f"warning: skipping run {skip['run_id']}: {skip['reason']}", file=sys.stderr)
     _check_classes(models, targets)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ..errors import SageError
 from ..tracking.checkpoints import RUN_ID, resolve_checkpoint
@@ -251,3 +251,16 @@ def select_models(
         raise SageError(f"models listed twice: {repeated}")
     _unique_labels(out, explicit)
     return out, skipped
+
+
+def select_from_config(cfg: DictConfig, out: Path) -> tuple[list[SourceModel], list[dict]]:
+    """:func:`select_models` with a task config's ``models``/``select``/``checkpoint_select``
+    and logger settings; checkpoints are fetched into ``out/checkpoints``."""
+    return select_models(
+        OmegaConf.to_container(cfg.models, resolve=True) if cfg.get("models") else None,
+        OmegaConf.to_container(cfg.select, resolve=True),
+        cfg.logger.tracking_uri,
+        cfg.checkpoint_select,
+        out / "checkpoints",
+        cfg.logger.experiment_name,
+    )

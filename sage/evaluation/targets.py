@@ -16,7 +16,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ..data.ensure import ensure_prepared
 from ..data.prepared import PreparedDataset
@@ -92,3 +92,10 @@ def load_targets(
     if len(set(labels)) != len(labels):
         raise SageError(f"two targets resolve to the same dataset variant: {labels}")
     return targets
+
+
+def targets_from_config(cfg: DictConfig, names: Sequence[str]) -> list[Target]:
+    """:func:`load_targets` of ``names`` with a task config's paths and ``target_overrides``."""
+    paths = {k: str(cfg.paths[k]) for k in ("root_dir", "outputs_dir", "data_dir")}
+    overrides = [str(o) for o in cfg.get("target_overrides") or []]
+    return load_targets([str(n) for n in names], paths, overrides)
