@@ -114,6 +114,7 @@ class Study:
             *self.synth,
             *self.common,
             *[str(o) for o in self.cfg.study.train_overrides],
+            *[str(o) for o in self.s.get("train_overrides") or []],
             f"hydra.sweep.dir={self.dir / 'train'}",
             "+trainer.enable_progress_bar=false",
             "+trainer.enable_model_summary=false",
