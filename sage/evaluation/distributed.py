@@ -40,15 +40,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import SageError
-from ..models.fingerprint import model_fingerprint
 from ..tracking.run_record import git_commit
 from ..tracking.store import experiment_for
-from ..training.classifier import load_classifier
-from .grid import cell_key, cells_frame, grid_key, markdown_table, matrices, write_grid
+from .grid import cells_frame, grid_key, markdown_table, matrices, write_grid
 from .runner import (
     _check,
     _check_classes,
-    _evaluate_cell,
+    _evaluate_cells,
     _find_parent,
     _Grid,
     _key_settings,
@@ -136,22 +134,7 @@ def run_cells(cfg: DictConfig) -> dict[str, object]:
         n_cells=len(models) * len(targets),
         tags={"grid_name": name, "settings_key": skey, "grid_settings": settings_json},
     )
-    records, position = [], 0
-    for m in models:
-        net, fingerprint = None, ""
-        for t in targets:
-            position += 1
-            ck = cell_key(m.key, t.name)
-            base = {"row": m.label, "column": t.label, "source": m.key, "target": t.name}
-            base["cell_key"] = ck
-            if ck in done and not cfg.force:
-                records.append(_prior_record(done[ck], base))
-                print(f"[{position}/{g.n_cells}] {m.label} -> {t.label}: finished, skipped")
-                continue
-            if net is None:
-                net, _ = load_classifier(m.checkpoint, expect_backbone=m.backbone)
-                fingerprint = model_fingerprint(net)
-            records.append(_evaluate_cell(g, m, t, net, fingerprint, position, base))
+    records = _evaluate_cells(g, models, targets, done, bool(cfg.force))
     cells = cells_frame(records)
     cells.to_csv(out / "cells.csv", index=False)
     return {

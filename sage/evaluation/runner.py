@@ -222,6 +222,34 @@ def _evaluate_cell(
         return {**base, "run_id": child.info.run_id, "status": "evaluated", **metrics}
 
 
+def _evaluate_cells(
+    g: _Grid,
+    models: list[SourceModel],
+    targets: list[Target],
+    done: dict,
+    force: bool,
+) -> list[dict]:
+    """Every model × target cell in row order: finished ones (``done``) recorded as they are
+    unless ``force``, the rest evaluated as nested runs of the active run."""
+    records, position = [], 0
+    for m in models:
+        net, fingerprint = None, ""  # loaded once per row, only if a cell needs it
+        for t in targets:
+            position += 1
+            ck = cell_key(m.key, t.name)
+            base = {"row": m.label, "column": t.label, "source": m.key, "target": t.name}
+            base["cell_key"] = ck
+            if ck in done and not force:
+                records.append(_prior_record(done[ck], base))
+                print(f"[{position}/{g.n_cells}] {m.label} -> {t.label}: finished, skipped")
+                continue
+            if net is None:
+                net, _ = load_classifier(m.checkpoint, expect_backbone=m.backbone)
+                fingerprint = model_fingerprint(net)
+            records.append(_evaluate_cell(g, m, t, net, fingerprint, position, base))
+    return records
+
+
 def _key_settings(
     cfg: DictConfig,
     target_overrides: list[str],
@@ -305,7 +333,6 @@ def run(cfg: DictConfig) -> dict[str, object]:
     }
     (out / "selection.json").write_text(json.dumps(selection, indent=1))
 
-    records = []
     start = (
         {"run_id": parent.info.run_id}  # resume: the same parent, finished cells skipped
         if parent is not None
@@ -332,22 +359,7 @@ def run(cfg: DictConfig) -> dict[str, object]:
         mlflow.set_tags({"git_commit": g.commit, "resumed": str(parent is not None)})
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
         mlflow.log_dict(selection, "selection.json")
-        position = 0
-        for m in models:
-            net, fingerprint = None, ""  # loaded once per row, only if a cell needs it
-            for t in targets:
-                position += 1
-                ck = cell_key(m.key, t.name)
-                base = {"row": m.label, "column": t.label, "source": m.key, "target": t.name}
-                base["cell_key"] = ck
-                if ck in done and not cfg.force:
-                    records.append(_prior_record(done[ck], base))
-                    print(f"[{position}/{g.n_cells}] {m.label} -> {t.label}: finished, skipped")
-                    continue
-                if net is None:
-                    net, _ = load_classifier(m.checkpoint, expect_backbone=m.backbone)
-                    fingerprint = model_fingerprint(net)
-                records.append(_evaluate_cell(g, m, t, net, fingerprint, position, base))
+        records = _evaluate_cells(g, models, targets, done, bool(cfg.force))
 
         cells = cells_frame(records)
         evaluated = int((cells.status == "evaluated").sum())
