@@ -46,6 +46,7 @@ from ..plots.clusters import (
     plot_cluster_histograms,
     plot_cluster_scatter,
 )
+from ..plots.confusion import plot_confusion_fp_fn
 from ..plots.roc import plot_roc_overall, plot_roc_per_class
 from ..saliency.methods import SaliencyMethod
 from ..saliency.normalize import normalize_batch
@@ -59,7 +60,6 @@ from .classification import (
     roc_data,
 )
 from .clustering import assign_clusters, cluster_summary, pooled_by_bin
-from .confusion_figure import plot_confusion_fp_fn
 
 
 @dataclass
