@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 
 from sage.compose import compose_task
@@ -45,6 +46,12 @@ def test_study_runs_end_to_end(tmp_path, capsys):
         "scatter",
     ):
         assert any(name in s for s in shown), name
+
+    variants = list(cfg.study.variants)
+    for result in findings["grid_results"].values():  # row i and column i: the same variant
+        acc = pd.read_csv(Path(result["output_dir"]) / "grid" / "acc.csv", index_col=0)
+        assert [r.rsplit("/", 1)[1] for r in acc.index] == variants
+        assert [c.rsplit("/", 1)[1] for c in acc.columns[: len(variants)]] == variants
 
     # 8 trainings, 2 grids, 8 explains, 1 divergence, nested under one parent run
     assert findings["nested_runs"] == 19

@@ -154,17 +154,18 @@ class Study:
             f"attributes.start_time >= {int(self.since * 1000)}"
         )
 
-    def evaluate(self, source: str, target: str) -> dict:
+    def evaluate(self, source: str, target: str, runs: dict[tuple[str, str], str]) -> dict:
         from ..evaluation import run as evaluate_run
 
         name = self.dataset_name(source)
+        # rows listed in study.variants order, so row i and column i are the same variant
+        rows = [runs[(name, v)] for v in self.cfg.study.variants]
         targets = [f"{target}/{v}" for v in self.cfg.study.variants]
         twin = self.cfg.study.cue_shuffle.get(source)
         if twin:  # in-domain full images, as generated and with the sticker colours shuffled
             targets += [f"{source}/full", f"{twin}/full"]
         overrides = [
-            f"select.dataset={name}",
-            f'select.filter="{self.since_filter()}"',
+            f"models=[{','.join(rows)}]",
             f"targets=[{','.join(targets)}]",
             self.target_overrides(),
             "saliency.methods=[gradcam]",
@@ -266,7 +267,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     _banner("3/6 cross-domain grids", "both directions, confidence clustering + GradCAM")
     grids = {}
     for source, target in cfg.study.directions.items():
-        grids[source] = study.timed(f"grid {source}", study.evaluate, source, target)
+        grids[source] = study.timed(f"grid {source}", study.evaluate, source, target, runs)
 
     _banner("4/6 explain", "GradCAM + alignment/ARCC/RFS per model; all methods for compared")
     explains: dict[tuple[str, str], dict] = {}
