@@ -102,7 +102,6 @@ def run_cells(cfg: DictConfig) -> dict[str, object]:
     torch.manual_seed(int(cfg.seed))
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    target_overrides = [str(o) for o in cfg.get("target_overrides") or []]
     targets = targets_from_config(cfg, cfg.targets)
     models, skipped_runs = select_from_config(cfg, out)
     for skip in skipped_runs:
@@ -111,7 +110,7 @@ def run_cells(cfg: DictConfig) -> dict[str, object]:
     methods = _methods(cfg)
     grids = [(int(g[0]), int(g[1])) for g in cfg.saliency.grids]
     bins = int(cfg.clustering.bins)
-    settings = _key_settings(cfg, target_overrides, methods, grids, bins)
+    settings = _key_settings(cfg, methods, grids, bins)
     # default=str as grid_key does, so the assembled key equals a single-process run's
     settings_json = json.dumps(settings, sort_keys=True, default=str)
     skey = _settings_key(settings_json)

@@ -42,7 +42,7 @@ from ..training.classifier import load_classifier
 from .cell import predict, write_cell
 from .grid import cell_key, cells_frame, grid_key, write_grid
 from .selection import SourceModel, select_from_config
-from .targets import Target, targets_from_config
+from .targets import Target, target_overrides, targets_from_config
 
 PREFIX = "eval/"
 
@@ -252,7 +252,6 @@ def _evaluate_cells(
 
 def _key_settings(
     cfg: DictConfig,
-    target_overrides: list[str],
     methods: dict[str, SaliencyMethod],
     grids: list[tuple[int, int]],
     bins: int,
@@ -262,7 +261,7 @@ def _key_settings(
         "split": cfg.split,
         "which": cfg.checkpoint_select,
         "limit": cfg.get("limit"),
-        "target_overrides": sorted(target_overrides),
+        "target_overrides": sorted(target_overrides(cfg)),
         "ece_bins": int(cfg.ece_bins),
         "bins": bins,
         "saliency": {k: m.params for k, m in methods.items()},
@@ -290,7 +289,6 @@ def run(cfg: DictConfig) -> dict[str, object]:
     torch.manual_seed(int(cfg.seed))
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    target_overrides = [str(o) for o in cfg.get("target_overrides") or []]
     targets = targets_from_config(cfg, cfg.targets)
     models, skipped_runs = select_from_config(cfg, out)
     for skip in skipped_runs:  # recorded in selection.json too; worth seeing at once
@@ -302,7 +300,7 @@ def run(cfg: DictConfig) -> dict[str, object]:
     key = grid_key(
         [m.key for m in models],
         [t.name for t in targets],
-        **_key_settings(cfg, target_overrides, methods, grids, bins),
+        **_key_settings(cfg, methods, grids, bins),
     )
     exp_id = experiment_for(cfg.logger)
     client = mlflow.MlflowClient(tracking_uri=cfg.logger.tracking_uri)

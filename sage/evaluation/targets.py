@@ -94,8 +94,12 @@ def load_targets(
     return targets
 
 
+def target_overrides(cfg: DictConfig) -> list[str]:
+    """A task config's ``target_overrides`` (Hydra overrides applied to every target)."""
+    return [str(o) for o in cfg.get("target_overrides") or []]
+
+
 def targets_from_config(cfg: DictConfig, names: Sequence[str]) -> list[Target]:
     """:func:`load_targets` of ``names`` with a task config's paths and ``target_overrides``."""
     paths = {k: str(cfg.paths[k]) for k in ("root_dir", "outputs_dir", "data_dir")}
-    overrides = [str(o) for o in cfg.get("target_overrides") or []]
-    return load_targets([str(n) for n in names], paths, overrides)
+    return load_targets([str(n) for n in names], paths, target_overrides(cfg))

@@ -9,9 +9,7 @@ import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .tile_sheet import Tile, tile_sheet
-
-_GREEN, _RED = (40, 160, 40), (210, 40, 40)
+from .tile_sheet import CORRECT, ERROR, Tile, tile_sheet
 
 
 def overlay(
@@ -46,10 +44,10 @@ def correct_error_mosaic(
     rows = []
     for cls, sides in tiles.items():
         row: list[Tile | None] = []
-        for side, colour in (("correct", _GREEN), ("error", _RED)):
+        for side, colour in (("correct", CORRECT), ("error", ERROR)):
             items = list(sides.get(side, []))[:per_side]
             row += [Tile(image, caption, colour) for image, caption in items]
             row += [None] * (per_side - len(items))  # keeps the error columns aligned
         rows.append((str(cls), row))
-    headers = [(0, "correct", _GREEN), (per_side, "error", _RED)]
+    headers = [(0, "correct", CORRECT), (per_side, "error", ERROR)]
     return tile_sheet(rows, path, title, headers)

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .overlay import overlay
-from .tile_sheet import Tile, tile_sheet
+from .tile_sheet import CORRECT, ERROR, Tile, tile_sheet
 
-_GREEN, _RED = (40, 160, 40), (210, 40, 40)
 _MIN_TILE = 96  # smaller inputs (the demo's 64 px) are upscaled so the overlay stays readable
 
 
@@ -46,7 +45,7 @@ def probe_mosaic(
             Tile(
                 overlay(rgb[i], saliency[i], masks[i]),
                 f"p{int(preds[i])} fg{float(a_fg[i]):.2f}",
-                _GREEN if preds[i] == labels[i] else _RED,
+                CORRECT if preds[i] == labels[i] else ERROR,
             )
             for i in idx
         ]

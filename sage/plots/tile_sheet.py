@@ -24,6 +24,10 @@ from PIL import Image
 
 Colour = tuple[int, int, int]
 
+# frame colours of the saliency mosaics: prediction correct / wrong
+CORRECT: Colour = (40, 160, 40)
+ERROR: Colour = (210, 40, 40)
+
 _BG = 255  # canvas background (white)
 _INK: Colour = (0, 0, 0)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
