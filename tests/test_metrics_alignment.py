@@ -85,12 +85,24 @@ def test_iou_hand_computed_and_rival10_printed_variant():
         iou(_map_a(), _mask_tl(), denominator="dice")
 
 
-def test_iou_empty_region_and_empty_union_are_zero():
+def test_empty_region_is_nan_for_every_metric_and_skipped_by_ea_means():
+    """Alignment with an empty region is undefined: NaN everywhere (a recorded skip), so a
+    missing part never enters EA means as a 0."""
     empty = torch.zeros(1, 4, 4, dtype=torch.bool)
-    assert iou(_map_a(), empty).item() == 0.0
-    # tau above 1 leaves b empty too: the union is empty → 0, not NaN.
-    assert iou(_map_a(), empty, tau=1.5).item() == 0.0
-    assert iou(_map_a(), empty, tau=1.5, denominator="sum").item() == 0.0
+    assert math.isnan(iou(_map_a(), empty).item())
+    assert math.isnan(iou(_map_a(), empty, tau=1.5).item())
+    assert math.isnan(iou(_map_a(), empty, tau=1.5, denominator="sum").item())
+    scores = alignment_scores(_map_a(), {"empty": empty, "tl": _mask_tl()})
+    assert all(math.isnan(v.item()) for v in scores["empty"].values())
+    assert not any(math.isnan(v.item()) for v in scores["tl"].values())
+    frame = pd.DataFrame(
+        [
+            {"image_id": "a", "region": "r", "method": "m", "iou": 0.6},
+            {"image_id": "b", "region": "r", "method": "m", "iou": float("nan")},
+        ]
+    )
+    ea = explanation_alignment(frame, metrics=["iou"])
+    assert ea["EA_IoU"].item() == pytest.approx(0.6) and ea["n_iou"].item() == 1
 
 
 # ---------------------------------------------------------------------- pointing game
@@ -112,6 +124,31 @@ def test_pointing_game_hit_miss_and_tolerance():
     assert pointing_game(diag, m, tolerance=2.9).item() == 1.0
     with pytest.raises(ValueError, match="tolerance"):
         pointing_game(far, m, tolerance=-1)
+
+
+def test_pointing_game_ties_first_or_any():
+    m = _mask_tl()
+    tie = torch.zeros(2, 4, 4)
+    tie[0, 0, 3] = tie[0, 1, 0] = 7.0  # first max outside, second inside
+    tie[1, 3, 3] = tie[1, 2, 3] = 7.0  # both maxima outside
+    assert pointing_game(tie, m.expand(2, 4, 4), ties="any").tolist() == [1.0, 0.0]
+    assert pointing_game(tie, m.expand(2, 4, 4), ties="first").tolist() == [0.0, 0.0]
+    # all ones but one: the first max (0, 1) is inside the top-left region; with "any" every
+    # non-empty region is a hit, which is why "first" is the default
+    obo = torch.ones(1, 4, 4)
+    obo[0, 0, 0] = 0
+    br = torch.zeros(1, 4, 4, dtype=torch.bool)
+    br[0, 3, 3] = True
+    assert pointing_game(obo, br, ties="first").item() == 0.0
+    assert pointing_game(obo, br, ties="any").item() == 1.0
+    # tolerance with ties: a tied max within 1 px of the region counts
+    assert pointing_game(tie[1:], m, tolerance=1.5, ties="any").item() == 0.0
+    near = torch.zeros(1, 4, 4)
+    near[0, 3, 3] = near[0, 2, 2] = 1.0
+    assert pointing_game(near, m, tolerance=1.5, ties="any").item() == 1.0
+    assert pointing_game(near, m, tolerance=1.5, ties="first").item() == 1.0  # (2, 2) first
+    with pytest.raises(ValueError, match="ties"):
+        pointing_game(near, m, ties="random")
 
 
 def test_pointing_game_uses_raw_map_and_first_max_in_row_major_order():
@@ -139,10 +176,10 @@ def test_pointing_game_tolerance_matches_brute_force():
         assert got[i].item() == float(hit)
 
 
-def test_pointing_game_empty_region_is_a_miss():
-    assert (
-        pointing_game(_map_a(), torch.zeros(1, 4, 4, dtype=torch.bool), tolerance=5).item() == 0.0
-    )
+def test_pointing_game_empty_region_is_nan():
+    empty = torch.zeros(1, 4, 4, dtype=torch.bool)
+    assert math.isnan(pointing_game(_map_a(), empty, tolerance=5).item())
+    assert math.isnan(pointing_game(_map_a(), empty, ties="any").item())
 
 
 # ----------------------------------------------------------------------- Δ densities
@@ -214,7 +251,7 @@ def test_average_precision_nan_for_empty_region():
 
 def test_saliency_precision_exact():
     assert saliency_precision(_map_a(), _mask_tl()).item() == pytest.approx(2.5 / 3)
-    assert saliency_precision(_map_a(), torch.zeros(1, 4, 4, dtype=torch.bool)).item() == 0.0
+    assert math.isnan(saliency_precision(_map_a(), torch.zeros(1, 4, 4, dtype=torch.bool)).item())
 
 
 def test_saliency_recall_exact():

@@ -156,7 +156,7 @@ def test_adcc_known_values_and_zero_terms():
 def test_coherency_is_one_for_a_map_that_does_not_change_under_masking():
     model = QuadrantNet()
     images = quadrant_images(2, 16, 16)
-    half = create_method("half")
+    half = create_method("half")  # the same map whatever the input
     maps = half(model, images, None)
     coh = coherency(model, images, maps, torch.tensor([0, 0]), half)
     torch.testing.assert_close(coh, torch.ones(2))
@@ -283,9 +283,11 @@ def test_coherency_and_complexity_match_grad_cam(cnn_setup):
 
 
 def test_half_cam_fools_average_drop_and_adcc():
-    """§3.3: HalfCAM (left half ones) gets a perfect Average Drop and an ADCC comparable with
-    a genuinely faithful map; ones-but-one is caught by Complexity. ROAD and ARCC, which are
-    not fooled, are checked in test_metrics_road.py on the same model."""
+    """§3.3: a position prior covering the decisive region (left_half: ones on the left) gets
+    a perfect Average Drop and an ADCC comparable with a genuinely faithful map; ones-but-one
+    is caught by Complexity and RandomCAM by Coherency. ROAD and ARCC, which are not fooled,
+    are checked in test_metrics_road.py on the same model; the reference HalfCAM on a trained
+    model in test_metrics_reference.py."""
     model = QuadrantNet()
     b, h, w = 4, 32, 32
     images = quadrant_images(b, h, w)
@@ -294,7 +296,7 @@ def test_half_cam_fools_average_drop_and_adcc():
     results = {}
     for name, method in [
         ("oracle", FixedMethod(oracle)),
-        ("half", create_method("half")),
+        ("half", create_method("left_half")),
         ("ones_but_one", create_method("ones_but_one")),
         ("random", create_method("random")),
     ]:
@@ -308,5 +310,6 @@ def test_half_cam_fools_average_drop_and_adcc():
     assert half["average_drop"] < 1e-6 <= ora["average_drop"]  # half beats the oracle on AD
     assert half["average_drop"] <= ora["average_drop"]
     assert half["adcc"] > 0.7 and half["adcc"] > ora["adcc"] - 0.15  # "comparable"
-    assert results["random"]["adcc"] > 0.6  # a fixed-seed random map is "coherent" too
+    # a fresh random map per call does not reproduce itself on x ⊙ S
+    assert abs(results["random"]["coherency"] - 0.5) < 0.05
     assert results["ones_but_one"]["adcc"] < 0.01  # Complexity ≈ 1 catches all-ones

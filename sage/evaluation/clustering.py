@@ -104,7 +104,7 @@ def token_stability(masses: np.ndarray) -> tuple[float, float]:
     kl = patch_kl(x, centre).numpy()
     return (
         float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"),
-        float(kl.mean()),
+        float(np.nanmean(kl)) if np.isfinite(kl).any() else float("nan"),
     )
 
 

@@ -22,8 +22,9 @@ Conventions shared by every function:
 - A *flat* map (constant, or holding NaN/±inf: ``minmax``'s ``flat`` flag) carries no
   localisation, so **every metric is NaN for it**: a recorded skip, never a fake score
   (DESIGN §7). Aggregation (:func:`explanation_alignment`) is NaN-aware and reports counts.
-- Empty or full region masks: see each function (IoU and the pointing game are 0, the
-  density / precision-recall metrics that divide by the region size are NaN).
+- An empty region mask gives NaN for every metric (nothing to align with: a recorded skip,
+  never a 0 that would enter the dataset means); a region covering the whole image gives
+  NaN for Δ densities (no outside).
 
 Where the papers' printed formulas differ from DESIGN §4, DESIGN's definition is the default
 and the printed one is a named option: ``iou(denominator="sum")`` and
@@ -124,32 +125,50 @@ def _iou(b: Tensor, m: Tensor, flat: Tensor, denominator: str, dtype: torch.dtyp
         den = b.flatten(1).sum(1) + m.flatten(1).sum(1)
     else:
         raise ValueError(f"denominator must be 'union' or 'sum', got {denominator!r}")
-    value = torch.where(den == 0, 0, inter).to(dtype) / _safe(den).to(dtype)
-    return _nan_where(flat, value)
+    value = inter.to(dtype) / _safe(den).to(dtype)
+    return _nan_where(flat | ~m.flatten(1).any(1), value)
+
+
+def _near(m: Tensor, tolerance: float, strict: bool) -> Tensor:
+    """Pixels within ``tolerance`` of the region (``d ≤ r``, or ``d < r`` when strict): the
+    region dilated by a disc, one convolution for the whole batch."""
+    if tolerance == 0 and not strict:
+        return m
+    r = math.floor(tolerance)
+    off = torch.arange(-r, r + 1, device=m.device)
+    d2 = off[:, None] ** 2 + off[None, :] ** 2  # exact integer squared distances
+    r2 = float(tolerance) ** 2
+    disc = (d2 < r2) if strict else (d2 <= r2)
+    if not bool(disc.any()):
+        return torch.zeros_like(m)
+    hits = torch.nn.functional.conv2d(
+        m[:, None].float(), disc[None, None].float(), padding=r
+    )  # counts of region pixels in the disc, exact in float32 for any practical radius
+    return hits[:, 0] > 0.5
 
 
 def _pointing(
-    raw: Tensor, m: Tensor, flat: Tensor, tolerance: float, strict: bool, dtype: torch.dtype
+    raw: Tensor,
+    m: Tensor,
+    flat: Tensor,
+    tolerance: float,
+    strict: bool,
+    dtype: torch.dtype,
+    ties: str = "first",
 ) -> Tensor:
     if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or tolerance < 0:
         raise ValueError(f"tolerance must be a non-negative number of pixels, got {tolerance!r}")
-    _, h, w = raw.shape
-    # torch.argmax returns the first maximal index: row-major first among ties.
-    idx = raw.flatten(1).argmax(1)
-    if tolerance == 0 and not strict:
-        hit = m.flatten(1).gather(1, idx[:, None]).squeeze(1)
+    near = _near(m, tolerance, strict)
+    if ties == "first":
+        # torch.argmax returns the first maximal index: row-major first among ties.
+        idx = raw.flatten(1).argmax(1)
+        hit = near.flatten(1).gather(1, idx[:, None]).squeeze(1)
+    elif ties == "any":
+        peak = raw.flatten(1).amax(1)
+        hit = ((raw == peak[:, None, None]) & near).flatten(1).any(1)
     else:
-        y0 = torch.div(idx, w, rounding_mode="floor")
-        x0 = idx - y0 * w
-        yy = torch.arange(h, device=raw.device)
-        xx = torch.arange(w, device=raw.device)
-        dy = yy[None, :, None] - y0[:, None, None]
-        dx = xx[None, None, :] - x0[:, None, None]
-        d2 = dy * dy + dx * dx  # exact integer squared distances, (B, H, W)
-        r2 = float(tolerance) ** 2
-        disc = d2 < r2 if strict else d2 <= r2
-        hit = (disc & m).flatten(1).any(1)
-    return _nan_where(flat, hit.to(dtype))
+        raise ValueError(f"ties must be 'first' or 'any', got {ties!r}")
+    return _nan_where(flat | ~m.flatten(1).any(1), hit.to(dtype))
 
 
 def _density(s: Tensor, m: Tensor, flat: Tensor, combine: str) -> Tensor:
@@ -200,7 +219,7 @@ def _sort_desc(s: Tensor) -> tuple[Tensor, Tensor]:
 def _precision(s: Tensor, m: Tensor, flat: Tensor) -> Tensor:
     total = s.flatten(1).sum(1)
     inside = (s * m.to(s.dtype)).flatten(1).sum(1)
-    return _nan_where(flat | (total == 0), inside / _safe(total))
+    return _nan_where(flat | (total == 0) | ~m.flatten(1).any(1), inside / _safe(total))
 
 
 def _recall(b: Tensor, m: Tensor, flat: Tensor, dtype: torch.dtype) -> Tensor:
@@ -243,37 +262,45 @@ def iou(
     """Intersection over union of the binarised map and the region: ``|m ∧ b| / |m ∨ b|``.
 
     ``b = threshold(maps, tau)``. Explanation Alignment eq. (1) (Shared Interest IoU
-    coverage) and DESIGN §4; per image, 0 when the union is empty (empty region and empty
-    ``b``: nothing to overlap), hence 0 for an empty region. NaN for a flat map.
+    coverage); per image. NaN for an empty region (alignment with nothing is undefined, and
+    a 0 would drag dataset means down) and for a flat map.
 
     ``denominator="sum"`` is RIVAL10 appendix E's formula as printed,
-    ``Σ(m ⊙ s_0.5) / (Σm + Σs_0.5)`` (intersection over the sum of the sizes, at most 0.5;
-    0 when both are empty).
+    ``Σ(m ⊙ s_0.5) / (Σm + Σs_0.5)`` (intersection over the sum of the sizes, at most 0.5).
     """
     s, flat = minmax(maps)
     m = _bool_mask(mask, s)
     return _iou(_binarize(s, flat, tau), m, flat, denominator, s.dtype)
 
 
-def pointing_game(maps: Tensor, mask: Tensor, tolerance: float = 0, strict: bool = False) -> Tensor:
-    """Pointing game: 1.0 if the argmax pixel of the RAW map lies in the region, else 0.0.
+def pointing_game(
+    maps: Tensor,
+    mask: Tensor,
+    tolerance: float = 0,
+    strict: bool = False,
+    ties: Literal["first", "any"] = "first",
+) -> Tensor:
+    """Pointing game: 1.0 if the maximum of the (scored) map lies in the region, else 0.0.
 
     Explanation Alignment eq. (2): ``PG_i = 1[H_{b',c'} = 1]`` with ``(b', c') = argmax S``
-    (Zhang et al.'s pointing game). Ties at the maximum: the first pixel in row-major order
-    (``torch.argmax``'s documented rule). An empty region is a miss (0), as in TorchRay's
-    ``PointingGame.evaluate``. NaN for a flat (constant or non-finite) map.
+    (Zhang et al.'s pointing game). NaN for an empty region (there is nothing to point at)
+    and for a flat (constant or non-finite) map.
 
     Args:
         tolerance: radius r in pixels. With r > 0 it is a hit when any region pixel lies at
-            Euclidean distance ``≤ r`` from the argmax (TorchRay's benchmark uses r = 15),
-            computed as a disc test on the whole grid, vectorised over the batch.
+            Euclidean distance ``≤ r`` from the maximum (TorchRay's benchmark uses r = 15):
+            the region is dilated by the disc (one convolution for the batch).
         strict: TorchRay's exact rule ``d² < r²`` instead of ``d ≤ r`` (with r = 0 nothing
             is accepted, so every point misses).
+        ties: ``"first"`` (default): the first maximal pixel in row-major order
+            (``torch.argmax``, as TorchRay); ``"any"``: a hit when any pixel tied at the
+            maximum is in the region (Quantus' ``PointingGame``), which credits flat-topped
+            maps such as all-ones-but-one with every region.
     """
     raw = _raw(maps)
     s, flat = minmax(maps)
     m = _bool_mask(mask, s)
-    return _pointing(raw, m, flat, tolerance, strict, s.dtype)
+    return _pointing(raw, m, flat, tolerance, strict, s.dtype, ties)
 
 
 def delta_density(
@@ -316,8 +343,9 @@ def saliency_precision(maps: Tensor, mask: Tensor) -> Tensor:
     """Saliency precision ``Σ(s⊙m) / Σs`` on the min-max map (RIVAL10 appendix E).
 
     The share of (min-max) saliency inside the region, a relevance-mass-style weighted
-    precision. 0 for an empty region. ``Σs = 0`` happens only for a flat map (an unflagged
-    min-max map has a pixel at 1), which is NaN.
+    precision. NaN for an empty region and for a flat map (``Σs = 0`` happens only for a flat
+    map: an unflagged min-max map has a pixel at 1). For a map with a non-positive pixel
+    (min-max scaling then only divides by the maximum) it equals the rectified mass A_fg.
     """
     s, flat = minmax(maps)
     m = _bool_mask(mask, s)
@@ -403,6 +431,7 @@ def alignment_scores(
     _check_options({"tau": tau, "tolerance": tolerance, **options})
     denominator = options.get("denominator", "union")
     strict = bool(options.get("strict", False))
+    ties = str(options.get("ties", "first"))
     combine = options.get("combine", "difference")
     mass = options.get("mass", 0.75)
 
@@ -416,7 +445,7 @@ def alignment_scores(
         m = _bool_mask(mask, s)
         out[region] = {
             "iou": _iou(b_tau, m, flat, denominator, s.dtype),
-            "pointing_game": _pointing(raw, m, flat, tolerance, strict, s.dtype),
+            "pointing_game": _pointing(raw, m, flat, tolerance, strict, s.dtype, ties),
             "delta_density": _density(s, m, flat, combine),
             "average_precision": _ap_from_sorted(desc, order, m, flat),
             "saliency_precision": _precision(s, m, flat),

@@ -30,7 +30,8 @@ Conventions and documented choices:
 
 - Only images with ``argmax f(x) == target`` enter (paper §3.2 / reference code); the others
   get NaN per-image values and ``correct = False``.
-- Maps: ``method(model, images, targets)`` gives raw maps; each map is normalised per image
+- Maps: ``method(model, images, targets)`` gives the scored maps (ReLU'd for CAMs,
+  docs/metrics.md "Which map is scored", as the COSE code scores them); each is normalised per image
   (default ``"minmax"``: ``(S − min)/(max − min)``, the paper's ``M ∈ [0, 1]``; a flat map
   becomes all zeros) *before* the geometric inverse, as the reference code does.
 - Which class is explained: the original image's map explains the true class (= the
@@ -41,8 +42,11 @@ Conventions and documented choices:
   range from the two maps (``data_range``), geometric transforms compared on their valid
   pixels only. A pair whose SSIM is undefined (no valid window left, e.g. a large
   rotation of a tiny image) is dropped from both N and M and counted in ``n_undefined``.
-  SSIM is not clipped (skimage's can be slightly negative; the paper assumes [0, 1]);
-  ``clip_ssim=True`` clamps it to [0, 1].
+  SSIM is not clipped (skimage's can be negative for anti-correlated maps; the paper assumes
+  [0, 1]), so a sensitivity term ``1 − SSIM`` can exceed 1 and with it sensitivity and COSE
+  (range [0, 2) in principle, above 1 only for maps that invert under a perturbation);
+  ``clip_ssim=True`` (metric set option ``clip_ssim``) clamps SSIM to [0, 1] first, which
+  keeps every term and COSE in [0, 1].
 - Model perturbations with an *unchanged* prediction: Eq. 4 sums over input transforms only
   (and the reference code agrees), so by default they do **not** enter consistency; their
   mean SSIM is reported as ``model["unchanged_ssim"]``. ``models_in_consistency=True``

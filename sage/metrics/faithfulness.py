@@ -16,11 +16,13 @@ Sources, cited per function:
 Conventions (DESIGN §4):
 
 - ``model`` takes normalised images; ``images`` (B, C, H, W) are those normalised inputs;
-  ``maps`` (B, H, W) raw saliency of any sign; ``targets`` (B,) the explained classes (None:
-  the model's predicted classes). Outputs are per-image (B,) tensors on the images' device.
+  ``maps`` (B, H, W) the scored saliency maps (what a SAGE method returns: ReLU'd for CAMs,
+  docs/metrics.md "Which map is scored"; a signed map is scored as given); ``targets`` (B,)
+  the explained classes (None: the model's predicted classes). Outputs are per-image (B,)
+  tensors on the images' device.
 - Every map is used min-max scaled to [0, 1] (:func:`sage.saliency.normalize.minmax`), the
-  paper's normalisation. To score a map the way grad-cam's CAM pipeline does (ReLU, then
-  min-max), pass ``maps.clamp_min(0)``.
+  paper's normalisation; on a ReLU'd CAM this is grad-cam's ``scale_cam_image`` (ReLU, then
+  min-max), so the numbers equal grad-cam's metrics on grad-cam's own maps.
 - The masked input is ``images ⊙ S`` — the *normalised* tensor times the map, as grad-cam's
   ``multiply_tensor_with_cam``. The paper writes ``x ⊙ S`` on the image; in normalised space a
   0 is the dataset-mean colour rather than black, which is the perturbation grad-cam (and so

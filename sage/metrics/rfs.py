@@ -176,7 +176,7 @@ def rfs(
     mean: Sequence[float],
     std: Sequence[float],
     sigmas: Sequence[float] = DEFAULT_SIGMAS,
-    trials: int = 1,
+    trials: int = 10,
     seed: int = 0,
     batch_size: int | None = None,
     grey: Grey | None = 0.5,
@@ -190,7 +190,7 @@ def rfs(
         targets: ``(B,)`` true classes.
         mean, std: per-channel normalisation of ``images``.
         sigmas: noise standard deviations in pixel units ([0, 1] scale).
-        trials: noise draws per level.
+        trials: noise draws per level (10, as in the paper).
         seed: seed of the noise generator.
         batch_size: model chunk size (None: all noisy copies of one level/trial at once).
         grey: background value for :func:`grey_background_accuracy` (None: skip it).

@@ -41,6 +41,7 @@ from sage.saliency.normalize import minmax
 from .batch_checks import check_batch, eval_no_grad
 
 __all__ = [
+    "ROAD_NOISE",
     "ROAD_PERCENTILES",
     "arcc",
     "noisy_linear_impute",
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 ROAD_PERCENTILES: tuple[int, ...] = (20, 40, 60, 80)
+# imputation noise std of the ROAD paper and grad-cam's NoisyLinearImputer
+ROAD_NOISE = 0.01
 
 # road_scores imputes perturbed images in windows of at most this many bytes, then runs the
 # model over the window (imputation and forward passes each run back to back: interleaving
@@ -594,9 +597,10 @@ def road_scores(
     maps: Tensor,
     targets: Tensor | None,
     percentiles: Sequence[float] = ROAD_PERCENTILES,
-    noise: float = 0.0,
+    noise: float = ROAD_NOISE,
     batch_size: int | None = None,
     *,
+    seed: int = 0,
     generator: torch.Generator | None = None,
     tol: float = 1e-4,
     logits: Tensor | None = None,
@@ -615,20 +619,23 @@ def road_scores(
     and go through the model in batches of ``batch_size`` (default ``B``), under ``no_grad``
     in eval mode (the model's mode is restored).
 
-    Maps are ranked as given (min-max scaling keeps the order): pass ``maps.clamp_min(0)`` to
-    rank them as grad-cam's CAM outputs are ranked (ReLU'd, negatives tied at 0). A flat map
+    Maps are ranked as given (min-max scaling keeps the order); SAGE's methods hand over the
+    scored map, ReLU'd for CAMs (negatives tied at 0) as grad-cam ranks them. A flat map
     (constant or non-finite) has no ranking: every pixel is removed at every percentile, so
     its scores are NaN and ``flat`` is True (a recorded skip, DESIGN §7).
 
     Args:
         model: classifier taking ``images``.
         images: (B, C, H, W) normalised inputs.
-        maps: (B, H, W) raw saliency maps.
+        maps: (B, H, W) scored saliency maps.
         targets: (B,) explained classes; None for the model's predicted classes.
         percentiles: removal percentiles (default 20, 40, 60, 80).
-        noise: imputation noise std (grad-cam's default is 0.01; 0 here, deterministic).
+        noise: imputation noise std, 0.01 (in normalised input units) as in the ROAD paper and
+            grad-cam; ``noise=0`` is the named noise-free variant (deterministic imputation).
         batch_size: perturbed images per forward pass.
-        generator: torch generator for the noise.
+        seed: seeds the noise when no ``generator`` is given, so a call is reproducible and
+            its result does not depend on what ran before it.
+        generator: torch generator for the noise (overrides ``seed``).
         tol: imputation tolerance (see :func:`noisy_linear_impute`). Looser than the
             imputer's own default: 1e-4 in normalised units is under 1 % of an 8-bit grey level,
             moves the scores by ~1e-6 (``benchmarks/road_speed.py`` measures the difference to
@@ -652,6 +659,8 @@ def road_scores(
     n_p = len(percentiles)
     if n_p == 0:
         raise ValueError("road_scores needs at least one percentile")
+    if noise and generator is None:
+        generator = torch.Generator(device=dev).manual_seed(int(seed))
     scaled, flat = minmax(maps.to(dev))
     morf_keep, lerf_keep = percentile_keep_masks(scaled, percentiles)
     removed = ~torch.stack([morf_keep, lerf_keep], 1).reshape(b * 2 * n_p, h, w)

@@ -84,16 +84,18 @@ def alignment_set(
     tau: float | str = "auto",
     tolerance: float = 0,
     regions: list[str] | None = None,
+    ties: str = "first",
 ) -> dict[str, Tensor]:
     """RIVAL10 / Explanation Alignment metrics for the foreground and every named region.
 
     ``tau="auto"``: 0.5 for CAMs and baselines, mean + 1·std for gradient maps (DESIGN §4).
     ``regions``: region names to score (default: all the batch has); ``fg`` is the mask.
+    ``ties``: pointing-game rule at a tied maximum (``first`` or ``any``).
     """
     if tau == "auto":
         tau = "mean_std" if ctx.method.family == "gradient" else 0.5
     wanted = {r: m for r, m in ctx.regions.items() if regions is None or r in regions}
-    scores = alignment_scores(ctx.maps, wanted, tau=tau, tolerance=tolerance)
+    scores = alignment_scores(ctx.maps, wanted, tau=tau, tolerance=tolerance, ties=ties)
     return {f"{metric}/{region}": v for region, per in scores.items() for metric, v in per.items()}
 
 
@@ -116,9 +118,9 @@ def faithfulness_set(ctx: MetricContext) -> dict[str, Tensor]:
 
 
 def _road(
-    ctx: MetricContext, percentiles=(20, 40, 60, 80), noise: float = 0.0
+    ctx: MetricContext, percentiles=(20, 40, 60, 80), noise: float = 0.01, seed: int = 0
 ) -> dict[str, Tensor]:
-    key = ("road", tuple(percentiles), noise)
+    key = ("road", tuple(percentiles), noise, seed)
     batch = ctx.cache.setdefault("_batch", {})
     if key not in batch:
         from .road import road_scores
@@ -130,6 +132,7 @@ def _road(
             ctx.targets,
             percentiles=tuple(percentiles),
             noise=noise,
+            seed=seed,
             logits=ctx.logits,
         )
         batch[key] = {
@@ -142,20 +145,21 @@ def _road(
 
 @register_metric_set("road")
 def road_set(
-    ctx: MetricContext, percentiles=(20, 40, 60, 80), noise: float = 0.0
+    ctx: MetricContext, percentiles=(20, 40, 60, 80), noise: float = 0.01, seed: int = 0
 ) -> dict[str, Tensor]:
-    """ROAD MoRF / LeRF / combined (Rong et al. 2022) with noisy linear imputation."""
-    return dict(_road(ctx, percentiles, noise))
+    """ROAD MoRF / LeRF / combined (Rong et al. 2022) with noisy linear imputation (noise std
+    0.01 as in the paper, seeded per batch; ``noise=0``: the noise-free variant)."""
+    return dict(_road(ctx, percentiles, noise, seed))
 
 
 @register_metric_set("arcc")
 def arcc_set(
-    ctx: MetricContext, percentiles=(20, 40, 60, 80), noise: float = 0.0
+    ctx: MetricContext, percentiles=(20, 40, 60, 80), noise: float = 0.01, seed: int = 0
 ) -> dict[str, Tensor]:
     """ARCC: harmonic mean of clip(2·ROAD, 0, 1), Coherency and 1 − Complexity."""
     from .road import arcc
 
-    road = _road(ctx, percentiles, noise)
+    road = _road(ctx, percentiles, noise, seed)
     faith = _faithfulness(ctx)
     return {
         "arcc": arcc(road["road"], faith["coherency"], faith["complexity"]),
@@ -206,6 +210,7 @@ def _cose_batch(
     seed: int = 0,
     transforms: list[str] | None = None,
     random_copy: bool = True,
+    clip_ssim: bool = False,
 ) -> Any:
     from ..models import create_backbone
     from .cose import consistency_sensitivity
@@ -230,6 +235,7 @@ def _cose_batch(
         ctx.mean,
         ctx.std,
         models=ctx.cache["cose_models"],
+        clip_ssim=clip_ssim,
     )
 
 
@@ -261,7 +267,7 @@ def _cose_aggregate(results: list[Any]) -> dict[str, float]:
 
 
 def _rfs_batch(
-    ctx: MetricContext, trials: int = 1, seed: int = 0, sigmas: list[float] | None = None
+    ctx: MetricContext, trials: int = 10, seed: int = 0, sigmas: list[float] | None = None
 ) -> Any:
     from .rfs import DEFAULT_SIGMAS, rfs
 

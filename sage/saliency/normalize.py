@@ -93,8 +93,10 @@ def relu_pdf(maps: Tensor) -> tuple[Tensor, Tensor]:
         ``pdf`` and ``zero = True``; no NaN is ever produced.
     """
     _check_maps(maps)
-    x = maps.to(working_dtype(maps)).clamp_min(0)
+    x = maps.to(working_dtype(maps))
+    # finiteness of the map as given: a −inf would vanish under the ReLU below
     finite = torch.isfinite(x).flatten(1).all(1)
+    x = x.clamp_min(0)
     x = torch.where(finite[:, None, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
     # Divide by the per-image max first: the sum of 50k large float32 values could overflow
     # to inf, and the ratio x / Σx is unchanged by the rescaling.

@@ -60,17 +60,20 @@ def patch_kl(mass_a: Tensor, mass_b: Tensor, eps: float = 1e-6) -> Tensor:
 
     ``p = (a + ε) / Σ(a + ε)`` and likewise ``q`` from ``b``; masses ``(B, P, Q)`` (or
     ``(B, N)``) must be non-negative. The smoothing keeps KL finite when ``b`` has empty
-    cells; an all-zero side becomes the uniform distribution. With ``eps = 0`` empty cells of
-    ``a`` contribute 0 and a cell empty in ``b`` but not in ``a`` gives +inf.
+    cells. With ``eps = 0`` empty cells of ``a`` contribute 0 and a cell empty in ``b`` but not
+    in ``a`` gives +inf. NaN where either side has no mass at all (an all-zero map carries no
+    distribution to compare: two of them are not "in perfect agreement").
     """
     a, b = _flat_pair(mass_a, mass_b)
+    empty = ~(a.sum(1) > 0) | ~(b.sum(1) > 0)
     p = a + eps
     p = p / p.sum(1, keepdim=True)
     q = b + eps
     q = q / q.sum(1, keepdim=True)
     # 0·log(0/q) = 0 by convention; only matters for eps = 0 (a q of 0 under p > 0 gives inf).
     terms = p * (p.log() - q.log())
-    return torch.where(p > 0, terms, torch.zeros_like(terms)).sum(1)
+    kl = torch.where(p > 0, terms, torch.zeros_like(terms)).sum(1)
+    return torch.where(empty, torch.full_like(kl, float("nan")), kl)
 
 
 def _average_ranks(x: Tensor) -> Tensor:

@@ -2,13 +2,21 @@
 
 Every method is one small unit with one interface::
 
-    maps = method(model, images, targets)   # (B, H, W) float, input resolution, raw
+    maps = method(model, images, targets)   # (B, H, W) float, input resolution, scored map
 
 ``targets`` is a (B,) tensor of class indices, or ``None`` for the predicted class (taken from
-the method's own forward pass, so predicted-class CAMs cost one forward+backward). Maps are
-*raw*: before ReLU and normalisation (``sage.saliency.normalize`` does that), on the model's
-device. The method puts the model in eval mode with gradients enabled (also inside
-Lightning's inference mode) and restores its previous train/eval state afterwards.
+the method's own forward pass, so predicted-class CAMs cost one forward+backward). The method
+puts the model in eval mode with gradients enabled (also inside Lightning's inference mode)
+and restores its previous train/eval state afterwards.
+
+Which map the metrics score is decided here, once, and nowhere else (docs/metrics.md, "Which
+map is scored"): :meth:`SaliencyMethod.compute` returns the method's raw map and ``__call__``
+applies the method's ``scoring`` rule before anything sees it — ``rectified`` (ReLU) for CAMs,
+as grad-cam, the RefineCAM/ARCC code, COSE and RIVAL10 score them; ``abs`` for gradient maps,
+as Simonyan et al. and SmoothGrad visualise them; ``raw`` for the sanity baselines, whose
+values are the test. Every metric, A_fg, the tokens and the saved maps therefore see the same
+map, also inside Coherency (which calls the method again on ``x ⊙ S``). ``scoring="raw"``
+(``cam.<m>.scoring=raw``) scores the signed map instead, a named option for comparison.
 """
 
 from __future__ import annotations
@@ -25,6 +33,19 @@ from ...errors import SageError
 from ...models import get_backbone_spec, resolve_layers
 
 _METHODS: dict[str, type[SaliencyMethod]] = {}
+
+SCORINGS = ("rectified", "abs", "raw")
+
+
+def score_map(maps: Tensor, scoring: str) -> Tensor:
+    """Apply a scoring rule (see the module notes) to raw maps ``(B, H, W)``."""
+    if scoring == "rectified":
+        return maps.clamp_min(0)
+    if scoring == "abs":
+        return maps.abs()
+    if scoring == "raw":
+        return maps
+    raise SageError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
 
 
 def register_method(name: str) -> Callable[[type[SaliencyMethod]], type[SaliencyMethod]]:
@@ -43,11 +64,20 @@ def list_methods(family: str | None = None) -> list[str]:
     return sorted(n for n, c in _METHODS.items() if family is None or c.family == family)
 
 
-def create_method(name: str, **params: Any) -> SaliencyMethod:
-    """Instantiate registered method ``name`` with ``params``."""
+def create_method(name: str, scoring: str | None = None, **params: Any) -> SaliencyMethod:
+    """Instantiate registered method ``name`` with ``params``.
+
+    ``scoring`` overrides the family's rule for which map is scored (``rectified``, ``abs`` or
+    ``raw``; None keeps the method's default, see the module notes).
+    """
     if name not in _METHODS:
         raise SageError(f"unknown saliency method {name!r}; available: {', '.join(list_methods())}")
-    return _METHODS[name](**params)
+    method = _METHODS[name](**params)
+    if scoring is not None:
+        if scoring not in SCORINGS:
+            raise SageError(f"{name}: scoring must be one of {SCORINGS}, got {scoring!r}")
+        method.scoring = scoring
+    return method
 
 
 @contextmanager
@@ -95,6 +125,8 @@ class SaliencyMethod(ABC):
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
+    # which map the metrics score (module notes); an instance may override it
+    scoring: str = "rectified"
 
     def __init__(self, target_layers: Sequence[str] | None = None) -> None:
         self.target_layers = list(target_layers) if target_layers is not None else None
@@ -105,7 +137,8 @@ class SaliencyMethod(ABC):
     @property
     def params(self) -> dict[str, Any]:
         """Parameters recorded with results (for reproducibility)."""
-        return {k: v for k, v in vars(self).items() if k != "last_logits" and not k.startswith("_")}
+        own = {k: v for k, v in vars(self).items() if k != "last_logits" and not k.startswith("_")}
+        return own | {"scoring": self.scoring}
 
     def __call__(self, model: nn.Module, images: Tensor, targets: Tensor | None = None) -> Tensor:
         if images.dim() != 4:
@@ -118,8 +151,8 @@ class SaliencyMethod(ABC):
         expected = (images.shape[0], *images.shape[-2:])
         if tuple(maps.shape) != expected:
             raise RuntimeError(f"{self.name} returned {tuple(maps.shape)}, expected {expected}")
-        return maps.float()
+        return score_map(maps.float(), self.scoring)
 
     @abstractmethod
     def compute(self, model: nn.Module, images: Tensor, targets: Tensor | None) -> Tensor:
-        """(B, H, W) raw maps; runs in eval mode with gradients enabled."""
+        """(B, H, W) raw maps (before the scoring rule); runs in eval mode with gradients."""

@@ -1,7 +1,10 @@
-"""Sanity baselines: maps that ignore the model. Every metric must rank them last.
+"""Sanity baselines: maps that ignore the model. Every faithful metric must rank them last.
 
-From "How to Evaluate and Refine your CAM" (trivial baselines that fool Average Drop/ADCC)
-and the usual random baseline. They depend only on the image size (and a seed).
+The trivial CAMs of Domeniconi et al., "How to Evaluate and Refine your CAM" (§3.3, the
+RandomCAM / HalfCAM / All1sCAM of their reference code), which fool Average Drop and ADCC but
+not ROAD or ARCC, plus a left-half mask and a centre-Gaussian prior. They depend only on the
+image size (and, for ``random``, a seeded stream). Their values are the test, so they are
+scored as constructed (``scoring = "raw"``; all are non-negative anyway).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from .base import SaliencyMethod, register_method
 
 class BaselineMethod(SaliencyMethod):
     family = "baseline"
+    scoring = "raw"
 
     def compute(self, model: nn.Module, images: Tensor, targets: Tensor | None) -> Tensor:
         b, _, h, w = images.shape
@@ -25,20 +29,26 @@ class BaselineMethod(SaliencyMethod):
 
 @register_method("random")
 class RandomMethod(BaselineMethod):
-    """Uniform noise in [0, 1), seeded (same maps for the same seed and shape)."""
+    """RandomCAM: every pixel uniform in [0, 1), a fresh map on every call.
+
+    The maps come from one stream seeded with ``seed`` when the method is created, so a run
+    is reproducible, yet the map of ``x ⊙ S`` (Coherency's second call) is a new draw, as in
+    the paper: a random map does not reproduce itself (Coherency ≈ ½), where a map seeded per
+    call would (Coherency 1).
+    """
 
     def __init__(self, target_layers=None, seed: int = 0) -> None:
         super().__init__(target_layers)
         self.seed = seed
+        self._stream = torch.Generator().manual_seed(seed)
 
     def make(self, b: int, h: int, w: int, device: torch.device) -> Tensor:
-        gen = torch.Generator().manual_seed(self.seed)
-        return torch.rand(b, h, w, generator=gen).to(device)
+        return torch.rand(b, h, w, generator=self._stream).to(device)
 
 
 @register_method("ones_but_one")
 class OnesButOneMethod(BaselineMethod):
-    """All ones except the top-left pixel (0), so min-max scaling is defined (Fake-CAM)."""
+    """All1sCAM: all ones except the top-left pixel (0), so min-max scaling is defined."""
 
     def make(self, b: int, h: int, w: int, device: torch.device) -> Tensor:
         maps = torch.ones(b, h, w, device=device)
@@ -48,7 +58,24 @@ class OnesButOneMethod(BaselineMethod):
 
 @register_method("half")
 class HalfMethod(BaselineMethod):
-    """HalfCAM: ones on the left half of the image, zeros on the right."""
+    """HalfCAM: 0.5 everywhere, the top-left pixel 0 and the bottom-right pixel 1.
+
+    After min-max scaling it halves every pixel of ``x ⊙ S`` whatever the image shows, which
+    barely moves a classifier's confidence: it fools Average Drop and ADCC wherever the object
+    is, while its ranking (one pixel above a plateau) carries no information for ROAD.
+    """
+
+    def make(self, b: int, h: int, w: int, device: torch.device) -> Tensor:
+        maps = torch.full((b, h, w), 0.5, device=device)
+        maps[:, 0, 0] = 0
+        maps[:, -1, -1] = 1
+        return maps
+
+
+@register_method("left_half")
+class LeftHalfMethod(BaselineMethod):
+    """Ones on the left half of the image, zeros on the right: a position prior whose scores
+    depend on where the object is (a contrast to ``half``, which does not)."""
 
     def make(self, b: int, h: int, w: int, device: torch.device) -> Tensor:
         maps = torch.zeros(b, h, w, device=device)

@@ -40,6 +40,9 @@ class GradientMethod(SaliencyMethod):
     """A captum attribution; subclasses build the captum object and pass options."""
 
     family = "gradient"
+    # gradient maps are scored by magnitude, as Simonyan et al. and SmoothGrad show them (the
+    # abs reductions are non-negative already; a signed ``reduce="sum"`` is scored as |sum|)
+    scoring = "abs"
     default_reduce: ClassVar[str] = "abs_sum"
 
     def __init__(self, target_layers=None, reduce: str | None = None) -> None:
