@@ -1,4 +1,4 @@
-"""Timing helpers shared by the benchmarks (DESIGN §7: ratios measured in one run).
+"""Timing helpers shared by the benchmarks (ratios measured in one run).
 
 The machine is assumed noisy (2 shared CPU cores): background load only ever *adds* time, so
 every benchmark reports the fastest repeat of each step (the least disturbed measurement) next

@@ -25,10 +25,8 @@ def blob_batch(
     images = 0.6 * torch.randn(n, 3, SIZE, SIZE, generator=gen)
     labels = torch.randint(0, len(COLOURS), (n,), generator=gen)
     half = SIZE // 2
-    if side is None:
-        left = torch.rand(n, generator=gen) < 0.5
-    else:
-        left = torch.full((n,), side == "left")
+    pinned = torch.full((n,), side == "left")
+    left = torch.rand(n, generator=gen) < 0.5 if side is None else pinned
     x0 = torch.randint(0, half - SIDE + 1, (n,), generator=gen) + (~left).long() * half
     y0 = torch.randint(0, SIZE - SIDE + 1, (n,), generator=gen)
     yy = torch.arange(SIZE)[None, :, None]

@@ -1,4 +1,4 @@
-"""Localisation / alignment metrics (DESIGN §4; RIVAL10 appendix E; Explanation Alignment §3)."""
+"""Localisation / alignment metrics (docs/metrics.md §4; RIVAL10 appendix E; Explanation Alignment §3)."""
 
 from __future__ import annotations
 

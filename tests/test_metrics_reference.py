@@ -88,7 +88,9 @@ def test_sage_pipeline_equals_grad_cams_on_its_own_rectified_maps(name, model, b
     }
     theirs = {k: np.ravel(v) for k, v in theirs.items()}
     t = theirs
-    theirs["adcc"] = 3 / (1 / t["coherency"] + 1 / (1 - t["complexity"]) + 1 / (1 - t["average_drop"]))
+    theirs["adcc"] = 3 / (
+        1 / t["coherency"] + 1 / (1 - t["complexity"]) + 1 / (1 - t["average_drop"])
+    )
     # grad-cam's ARCC class runs Coherency and ROAD with one target list (logit or softmax),
     # so its formula is applied to the components above
     theirs["arcc"] = 3 / (
@@ -207,3 +209,15 @@ def test_road_noise_is_the_papers_by_default_and_seeded(model, batch):
     torch.testing.assert_close(a["road"], b["road"])  # seeded: reproducible
     assert not torch.equal(a["morf"], free["morf"])  # noise is on by default
     assert not math.isnan(float(a["road"].mean()))
+
+
+def test_noisy_road_of_an_image_does_not_depend_on_its_batch(model, batch):
+    """The noise fields are drawn once per order and percentile from the seed, so the
+    validation callback (probe batches) and explain.py (its own batches) agree."""
+    x, y, _ = batch
+    maps = create_method("gradcam")(model, x, y)
+    whole = road_scores(model, x, maps, y)
+    tail = road_scores(model, x[5:], maps[5:], y[5:])
+    torch.testing.assert_close(tail["road"], whole["road"][5:], atol=1e-5, rtol=1e-4)
+    other = road_scores(model, x[5:], maps[5:], y[5:], seed=1)
+    assert not torch.allclose(other["morf"], tail["morf"])

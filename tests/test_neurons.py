@@ -162,7 +162,7 @@ def test_unit_gradcam_equals_class_gradcam_when_the_head_is_the_identity():
     images = torch.randn(3, 3, 12, 12)
     # the target layer sits below a conv, so the unit gradient is not just the pooling's
     unit_maps = unit_gradcam(model, images, [0, 1, 2, 3], ["features.1"], "pool")
-    gradcam = create_method("gradcam", target_layers=["features.1"])
+    gradcam = create_method("gradcam", target_layers=["features.1"], scoring="raw")
     for c in range(4):
         class_maps = gradcam(model, images, torch.full((3,), c))
         torch.testing.assert_close(unit_maps[:, c], class_maps, atol=1e-6, rtol=1e-4)
@@ -179,7 +179,7 @@ def test_unit_gradcam_defaults_match_class_gradcam_on_a_registered_backbone():
     engine = UnitGradCAM(model.eval())  # default layers: features.3 / classifier input
     with engine.forward(images) as fwd:
         maps = fwd.cams(units)
-    gradcam = create_method("gradcam")
+    gradcam = create_method("gradcam", scoring="raw")
     for j in range(2):
         torch.testing.assert_close(
             maps[:, j], gradcam(model, images, units[:, j]), atol=1e-6, rtol=1e-4

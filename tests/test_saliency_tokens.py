@@ -1,4 +1,4 @@
-"""Normalisation, fg/bg mass, tokens and token analyses (DESIGN §3.1, §3.2) on hand-built maps."""
+"""Normalisation, fg/bg mass, tokens and token analyses (docs/metrics.md §2, §3) on hand-built maps."""
 
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ def test_mask_split_random_map_regions_add_up():
 
 
 def _reference_tokens(pdf: torch.Tensor, mask: torch.Tensor, p: int, q: int) -> torch.Tensor:
-    """Cell-by-cell loop: the obvious (slow) definition of DESIGN §3.2, for comparison."""
+    """Cell-by-cell loop: the obvious (slow) definition (docs/metrics.md §3), for comparison."""
     b, h, w = pdf.shape
     ys, xs = cell_bounds(h, p).tolist(), cell_bounds(w, q).tolist()
     m = mask.to(pdf.dtype)

@@ -1,4 +1,4 @@
-"""Declarative label unification (DESIGN §2.2): source labels -> an ordered unified class list.
+"""Declarative label unification: source labels -> an ordered unified class list.
 
 A mapping is a JSON file, shipped in ``sage/data/mappings/`` or anywhere on disk::
 

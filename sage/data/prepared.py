@@ -1,4 +1,4 @@
-"""The prepared-dataset directory (DESIGN §2.3): paths, loading and validation.
+"""The prepared-dataset directory: paths, loading and validation.
 
 A prepared dataset is written once by the prepare step and only read afterwards; this module
 is the single place that knows its layout.

@@ -1,4 +1,4 @@
-"""The four dataset variants from one foreground mask (DESIGN §2.4).
+"""The four dataset variants from one foreground mask.
 
 - ``full``: the unaltered frame;
 - ``bbox``: crop to the driver's box (plus ``margin``), resized back to the frame size;

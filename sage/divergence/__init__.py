@@ -1,5 +1,5 @@
-"""Model divergence (DESIGN §5): quantify why two models behave differently, and test the SAGE
-hypothesis that behavioural divergence tracks saliency divergence.
+"""Model divergence (docs/metrics.md §11): quantify why two models behave differently, and
+test the SAGE hypothesis that behavioural divergence tracks saliency divergence.
 
 ``python evaluate.py mode=divergence models=[<a>,<b>,...] divergence.dataset=<dataset>`` runs
 :func:`run` (:mod:`~sage.divergence.runner`). The pieces are usable on their own:

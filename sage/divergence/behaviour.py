@@ -1,4 +1,4 @@
-"""Behavioural divergence of two models on the same images (DESIGN §5, SAGE hypothesis).
+"""Behavioural divergence of two models on the same images (docs/metrics.md §11).
 
 Per image: whether the predicted classes differ, the Jensen–Shannon divergence between the two
 predictive distributions, and the *flip type* (how the pair's correctness changes). Aggregates:

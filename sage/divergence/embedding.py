@@ -2,7 +2,7 @@
 
 SAGE proposes comparing models through embeddings of their saliency tokens. The embedding here
 is deliberately plain: for one saliency method, the image's tokens of every grid and region
-(DESIGN §3.2) are standardised per feature (the z-scores of
+(docs/metrics.md §3) are standardised per feature (the z-scores of
 :func:`sage.divergence.saliency.token_stats`, pooled over models, images and cells), flattened
 and concatenated, then PCA (fitted on every model's images together, so all models share one
 space) keeps ``pca_dim`` components. The first two are the 2-D projection of the plot; the

@@ -1,4 +1,4 @@
-"""Saliency divergence of two models on the same images (DESIGN §3, §5).
+"""Saliency divergence of two models on the same images (docs/metrics.md §11).
 
 Map level, on the two models' maps of one image (same method, same resolution):
 
@@ -9,7 +9,7 @@ Map level, on the two models' maps of one image (same method, same resolution):
 - ``ssim_dist``: ``1 − SSIM`` of the min-max maps (COSE's comparison of maps as images:
   5×5 uniform window, K1 = 0.01, K2 = 0.03, joint data range; :func:`sage.metrics.ssim.ssim`).
 
-Token level, for every grid and region R ∈ {whole, fg, bg} (DESIGN §3.2):
+Token level, for every grid and region R ∈ {whole, fg, bg} (docs/metrics.md §3):
 
 - ``spearman_<grid>_<R>``: Spearman distance ``1 − ρ`` of the cell masses, in [0, 2];
 - ``patch_kl_<grid>_<R>``: ``KL(t_mass^a ‖ t_mass^b)``, ε-smoothed
@@ -22,9 +22,9 @@ Token level, for every grid and region R ∈ {whole, fg, bg} (DESIGN §3.2):
   default: it is a property of the image (the same mask for both models) and would only dilute
   the distances.
 
-An image whose map is flagged all-zero in either model (no positive saliency, DESIGN §3.1) has
-no S̃: every saliency divergence of that pair is NaN there, never a made-up number. Everything
-is batched over images.
+An image whose map is flagged all-zero in either model (no positive saliency,
+docs/metrics.md §2) has no S̃: every saliency divergence of that pair is NaN there, never a
+made-up number. Everything is batched over images.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Cross-domain evaluation (DESIGN §5): every source model × every target dataset variant.
+"""Cross-domain evaluation: every source model × every target dataset variant.
 
 ``run(cfg)`` (from :mod:`sage.evaluation.runner`, called by the thin ``evaluate.py``) selects
 trained checkpoints, evaluates each on each target under one MLflow parent run with a nested

@@ -87,7 +87,7 @@ def predict(
 ) -> Predictions:
     """Probabilities (and saliency statistics) of ``net`` on every image of ``images``.
 
-    Non-finite logits are a :class:`SageError` naming the images (DESIGN §7). Saliency maps
+    Non-finite logits are a :class:`SageError` naming the images. Saliency maps
     explain the predicted class and need ``images`` built ``with_masks=True``.
     """
     methods = dict(methods or {})

@@ -4,7 +4,7 @@ Scalar metrics come from torchmetrics (the same implementations training logs as
 and ``test/*``), ROC curves and AUCs from scikit-learn; nothing is re-derived here except the
 per-class counts read off the confusion matrix.
 
-Conventions (DESIGN §5):
+Conventions (docs/metrics.md §11):
 
 - the prediction is ``argmax`` of the probabilities (first index on ties, as ``torch.argmax``),
   confidence its probability;

@@ -1,4 +1,4 @@
-"""Confidence-stratified clusters of one evaluation cell (DESIGN §5).
+"""Confidence-stratified clusters of one evaluation cell.
 
 For each true class, the correct predictions and the errors are each split into ``bins``
 (default 4) confidence bins by k-means on the 1-D confidences (scikit-learn ``KMeans``, fixed

@@ -1,4 +1,4 @@
-"""Evaluate task: ``run(cfg)`` evaluates every selected model on every target (DESIGN §5, §6).
+"""Evaluate task: ``run(cfg)`` evaluates every selected model on every target.
 
 MLflow layout: one parent run per grid (``evaluate-<ts>/grid-<R>x<C>-<split>``, tags
 ``stage=evaluate``, ``grid_key``) holding the grid artifacts (``grid/``: matrices, heatmaps,

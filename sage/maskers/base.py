@@ -1,4 +1,4 @@
-"""Foreground maskers: the interface and the registry (DESIGN §2.5).
+"""Foreground maskers: the interface and the registry.
 
 A masker looks at a batch of RGB images (with their raw-reader rows, for maskers that read
 files such as ``gt``) and returns one :class:`MaskResult` per image: a binary foreground mask

@@ -1,4 +1,4 @@
-"""Localisation / alignment of saliency maps with region masks (DESIGN §4).
+"""Localisation / alignment of saliency maps with region masks (docs/metrics.md §4).
 
 Sources, cited per function:
 
@@ -20,14 +20,14 @@ Conventions shared by every function:
   images or pixels), and returns ``(B,)`` float tensors (float64 for float64 maps, float32
   otherwise).
 - A *flat* map (constant, or holding NaN/±inf: ``minmax``'s ``flat`` flag) carries no
-  localisation, so **every metric is NaN for it**: a recorded skip, never a fake score
-  (DESIGN §7). Aggregation (:func:`explanation_alignment`) is NaN-aware and reports counts.
+  localisation, so **every metric is NaN for it**: a recorded skip, never a fake score.
+  Aggregation (:func:`explanation_alignment`) is NaN-aware and reports counts.
 - An empty region mask gives NaN for every metric (nothing to align with: a recorded skip,
   never a 0 that would enter the dataset means); a region covering the whole image gives
   NaN for Δ densities (no outside).
 
-Where the papers' printed formulas differ from DESIGN §4, DESIGN's definition is the default
-and the printed one is a named option: ``iou(denominator="sum")`` and
+Where the papers' printed formulas differ from docs/metrics.md §4, its definition is the
+default and the printed one is a named option: ``iou(denominator="sum")`` and
 ``delta_density(combine="ratio")`` (RIVAL10 appendix E as printed); TorchRay's strict
 tolerance disc is ``pointing_game(strict=True)``.
 """
@@ -306,7 +306,7 @@ def pointing_game(
 def delta_density(
     maps: Tensor, mask: Tensor, combine: Literal["difference", "ratio"] = "difference"
 ) -> Tensor:
-    """Δ Densities: ``Σ(s⊙m)/Σm − Σ(s⊙(1−m))/Σ(1−m)`` on the min-max map (DESIGN §4).
+    """Δ Densities: ``Σ(s⊙m)/Σm − Σ(s⊙(1−m))/Σ(1−m)`` on the min-max map.
 
     The difference of mean saliency inside and outside the region, RIVAL10's "difference in
     average pixel saliency in foreground and background" (§4.3, used to surface spurious
@@ -344,8 +344,9 @@ def saliency_precision(maps: Tensor, mask: Tensor) -> Tensor:
 
     The share of (min-max) saliency inside the region, a relevance-mass-style weighted
     precision. NaN for an empty region and for a flat map (``Σs = 0`` happens only for a flat
-    map: an unflagged min-max map has a pixel at 1). For a map with a non-positive pixel
-    (min-max scaling then only divides by the maximum) it equals the rectified mass A_fg.
+    map: an unflagged min-max map has a pixel at 1). For a non-negative map with a zero pixel,
+    e.g. a rectified CAM (min-max scaling then only divides by the maximum), it equals the
+    rectified mass A_fg.
     """
     s, flat = minmax(maps)
     m = _bool_mask(mask, s)

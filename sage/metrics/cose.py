@@ -1,4 +1,4 @@
-"""Consistency, sensitivity and COSE of a saliency method (Daroya, Sun, Maji, 2023; DESIGN §4).
+"""Consistency, sensitivity and COSE of a saliency method (Daroya, Sun, Maji, ICCV-W 2023).
 
 COSE asks two things of a saliency method Φ on a classifier f, over images the model
 classifies correctly:
@@ -44,7 +44,8 @@ Conventions and documented choices:
   rotation of a tiny image) is dropped from both N and M and counted in ``n_undefined``.
   SSIM is not clipped (skimage's can be negative for anti-correlated maps; the paper assumes
   [0, 1]), so a sensitivity term ``1 − SSIM`` can exceed 1 and with it sensitivity and COSE
-  (range [0, 2) in principle, above 1 only for maps that invert under a perturbation);
+  (a sensitivity term reaches 2 at most, so the harmonic COSE stays below 4/3 and the
+  geometric one below √2; above 1 only for maps that invert under a perturbation);
   ``clip_ssim=True`` (metric set option ``clip_ssim``) clamps SSIM to [0, 1] first, which
   keeps every term and COSE in [0, 1].
 - Model perturbations with an *unchanged* prediction: Eq. 4 sums over input transforms only

@@ -13,7 +13,7 @@ Sources, cited per function:
 - Reference code: pytorch-grad-cam 1.5.7, ``metrics/cam_mult_image.py`` (confidence change on
   ``input ⊙ cam``), ``metrics/arcc.py`` (``Coherency``, ``Complexity``).
 
-Conventions (DESIGN §4):
+Conventions (docs/metrics.md §5):
 
 - ``model`` takes normalised images; ``images`` (B, C, H, W) are those normalised inputs;
   ``maps`` (B, H, W) the scored saliency maps (what a SAGE method returns: ReLU'd for CAMs,
@@ -30,7 +30,7 @@ Conventions (DESIGN §4):
 - Class scores are softmax probabilities of the explained class; forward passes run in eval
   mode under ``no_grad`` (the model's mode is restored), in batches of ``batch_size``.
 - A flat map (constant or non-finite: ``minmax``'s ``flat`` flag) has no saliency to score:
-  every metric here is NaN for it (a recorded skip, DESIGN §7; :func:`adcc_scores` also
+  every metric here is NaN for it (a recorded skip; :func:`adcc_scores` also
   returns the flag).
 """
 
@@ -312,7 +312,7 @@ def cosine_to_ground_truth(
     Returns:
         (B,) in [0, 1] (both vectors non-negative). NaN where it is undefined: a map with no
         positive saliency (or a flat map under ``"minmax"``), or an all-zero ground truth —
-        recorded skips, never a fake 0 (DESIGN §7). A negative ground truth is a ValueError.
+        recorded skips, never a fake 0. A negative ground truth is a ValueError.
     """
     if maps.dim() != 3 or gt.shape != maps.shape:
         raise ValueError(

@@ -1,4 +1,4 @@
-"""Relative foreground sensitivity (RIVAL10, Moayeri et al., CVPR 2022, §5.1; DESIGN §4).
+"""Relative foreground sensitivity (RIVAL10, Moayeri et al., CVPR 2022, §5.1).
 
 Noise analysis. For an image ``x`` in **pixel space** with binary object mask ``m`` and a
 noise tensor ``n`` with i.i.d. ``N(0, σ²)`` entries (one draw, shared by both regions, as in

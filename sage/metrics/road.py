@@ -1,4 +1,4 @@
-"""ROAD (Remove And Debias) and ARCC, vectorised (DESIGN §4 "Faithfulness").
+"""ROAD (Remove And Debias) and ARCC, vectorised (docs/metrics.md §6).
 
 Sources:
 
@@ -11,7 +11,7 @@ Sources:
 - Reference code: pytorch-grad-cam 1.5.7, ``metrics/road.py`` (``NoisyLinearImputer``,
   ``ROADMostRelevantFirstAverage``, ``ROADLeastRelevantFirstAverage``, ``ROADCombined``),
   ``metrics/perturbation_confidence.py`` and ``metrics/arcc.py``. Semantics follow it exactly
-  so scores are comparable (DESIGN §4):
+  so scores are comparable:
 
   * percentile ``p``: MoRF keeps the pixels whose map value is strictly below the ``p``-th
     percentile of the map (``numpy.percentile``, linear interpolation) and imputes the rest,
@@ -434,9 +434,11 @@ def _impute_into(
     tol: float,
     max_iter: int,
     chunk_size: int | None,
+    noise_fields: tuple[Tensor, Tensor] | None = None,
 ) -> None:
     """``out[k]`` = imputation of ``images[owner[k]]`` with ``removed[k]`` (no copies of the
-    whole expanded batch)."""
+    whole expanded batch). ``noise_fields = (fields, which)``: the noise of row ``k`` is
+    ``noise · fields[which[k]]`` instead of a fresh draw from ``generator``."""
     n = removed.shape[0]
     ch, h, w = images.shape[1:]
     work = torch.float64 if images.dtype == torch.float64 else torch.float32
@@ -466,7 +468,10 @@ def _impute_into(
                 RuntimeWarning,
                 stacklevel=3,
             )
-        if noise:
+        if noise and noise_fields is not None:
+            fields, which = noise_fields
+            values = values + noise * fields[which[sl]].to(work)
+        elif noise:
             values = values + noise * torch.randn(
                 values.shape, generator=generator, dtype=work, device=images.device
             )
@@ -607,7 +612,7 @@ def road_scores(
 ) -> dict[str, Tensor]:
     """ROAD MoRF / LeRF / combined scores per image (Rong et al. 2022; grad-cam semantics).
 
-    For each percentile ``p`` (DESIGN §4): MoRF keeps the pixels below the ``p``-th percentile
+    For each percentile ``p``: MoRF keeps the pixels below the ``p``-th percentile
     of the min-max map S and imputes the rest (``p = 20`` removes the top 80 %), LeRF the same
     on ``1 − S``; each perturbed image scores ``Δ = P(c | imputed) − P(c | image)`` (softmax of
     the explained class ``c``). Then ``MoRF = mean_p Δ_MoRF``, ``LeRF = mean_p Δ_LeRF`` and
@@ -622,7 +627,7 @@ def road_scores(
     Maps are ranked as given (min-max scaling keeps the order); SAGE's methods hand over the
     scored map, ReLU'd for CAMs (negatives tied at 0) as grad-cam ranks them. A flat map
     (constant or non-finite) has no ranking: every pixel is removed at every percentile, so
-    its scores are NaN and ``flat`` is True (a recorded skip, DESIGN §7).
+    its scores are NaN and ``flat`` is True (a recorded skip).
 
     Args:
         model: classifier taking ``images``.
@@ -633,9 +638,12 @@ def road_scores(
         noise: imputation noise std, 0.01 (in normalised input units) as in the ROAD paper and
             grad-cam; ``noise=0`` is the named noise-free variant (deterministic imputation).
         batch_size: perturbed images per forward pass.
-        seed: seeds the noise when no ``generator`` is given, so a call is reproducible and
-            its result does not depend on what ran before it.
-        generator: torch generator for the noise (overrides ``seed``).
+        seed: seeds the noise when no ``generator`` is given: one noise field per order and
+            percentile is drawn from it and shared by every image, so an image's scores do not
+            depend on what ran before, on its batch or on its position in the batch (the
+            validation callback and explain.py give the same numbers).
+        generator: torch generator for the noise (overrides ``seed``; fresh noise per
+            perturbed image, so scores then depend on the batch).
         tol: imputation tolerance (see :func:`noisy_linear_impute`). Looser than the
             imputer's own default: 1e-4 in normalised units is under 1 % of an 8-bit grey level,
             moves the scores by ~1e-6 (``benchmarks/road_speed.py`` measures the difference to
@@ -659,8 +667,12 @@ def road_scores(
     n_p = len(percentiles)
     if n_p == 0:
         raise ValueError("road_scores needs at least one percentile")
+    fields = None
     if noise and generator is None:
-        generator = torch.Generator(device=dev).manual_seed(int(seed))
+        seeded = torch.Generator(device=dev).manual_seed(int(seed))
+        shape = (2 * n_p, *images.shape[1:])
+        field = torch.randn(shape, generator=seeded, dtype=images.dtype, device=dev)
+        fields = (field, torch.arange(b * 2 * n_p, device=dev) % (2 * n_p))
     scaled, flat = minmax(maps.to(dev))
     morf_keep, lerf_keep = percentile_keep_masks(scaled, percentiles)
     removed = ~torch.stack([morf_keep, lerf_keep], 1).reshape(b * 2 * n_p, h, w)
@@ -684,8 +696,18 @@ def road_scores(
         for w0 in range(0, n_masks, window):
             w1 = min(w0 + window, n_masks)
             perturbed = buf[: w1 - w0]
+            window_fields = None if fields is None else (fields[0], fields[1][w0:w1])
             _impute_into(
-                perturbed, images, owner[w0:w1], removed[w0:w1], noise, generator, tol, 100, None
+                perturbed,
+                images,
+                owner[w0:w1],
+                removed[w0:w1],
+                noise,
+                generator,
+                tol,
+                100,
+                None,
+                window_fields,
             )
             for s0 in range(0, w1 - w0, bs):
                 idx = owner[w0 + s0 : min(w0 + s0 + bs, w1)]

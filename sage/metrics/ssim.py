@@ -7,8 +7,8 @@ COSE (Daroya, Sun, Maji, 2023) compares saliency maps with SSIM (Wang et al., 20
 computed in a sliding window and averaged. The paper prints ``C1 = 0.01, C2 = 0.03``; its
 reference code (``cvl-umass/COSE``, ``src/utils/transforms.py::get_similarity``) calls
 ``skimage.metrics.structural_similarity(a, b, win_size=5, data_range=R)``, i.e. the standard
-``C1 = (K1·R)², C2 = (K2·R)²`` with ``K1 = 0.01, K2 = 0.03`` — which is what DESIGN §4 asks for
-and what is implemented here, matching skimage's defaults exactly:
+``C1 = (K1·R)², C2 = (K2·R)²`` with ``K1 = 0.01, K2 = 0.03`` — which is what is implemented
+here, matching skimage's defaults exactly:
 
 - a 5×5 **uniform** window (``gaussian_weights=False``); a 5×5 Gaussian window is an option;
 - sample covariance (``use_sample_covariance=True``: variances scaled by ``N/(N−1)``, N = 25);
@@ -18,7 +18,7 @@ and what is implemented here, matching skimage's defaults exactly:
 
 Data range ``R`` (per image, from the maps; see :func:`ssim`):
 
-- ``"joint"`` (default, DESIGN §4 "data range from the maps"): ``max(x ∪ y) − min(x ∪ y)``,
+- ``"joint"`` (default, the data range from the maps): ``max(x ∪ y) − min(x ∪ y)``,
   the range of both maps together;
 - ``"max_of_ranges"``: ``max(max x − min x, max y − min y)``, what COSE's reference code
   passes to skimage;

@@ -88,7 +88,7 @@ def alignment_set(
 ) -> dict[str, Tensor]:
     """RIVAL10 / Explanation Alignment metrics for the foreground and every named region.
 
-    ``tau="auto"``: 0.5 for CAMs and baselines, mean + 1·std for gradient maps (DESIGN §4).
+    ``tau="auto"``: 0.5 for CAMs and baselines, mean + 1·std for gradient maps (docs/metrics.md §4).
     ``regions``: region names to score (default: all the batch has); ``fg`` is the mask.
     ``ties``: pointing-game rule at a tied maximum (``first`` or ``any``).
     """

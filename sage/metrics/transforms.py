@@ -1,4 +1,4 @@
-"""Input transforms of COSE with exact inverses on saliency maps (COSE §3.1.1, DESIGN §4).
+"""Input transforms of COSE with exact inverses on saliency maps (COSE §3.1.1).
 
 COSE (Daroya, Sun, Maji, 2023) perturbs inputs with the "natural" TrivialAugmentWide
 operations (shear, posterize, solarize, invert removed) plus flips, blur and smooth, each

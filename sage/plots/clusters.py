@@ -1,4 +1,4 @@
-"""Figures of the confidence-stratified clusters (DESIGN §5): scatter, bands, histograms and
+"""Figures of the confidence-stratified clusters: scatter, bands, histograms and
 per-cluster thumbnail sheets.
 
 Inputs are the tables of ``sage.evaluation.clustering``: the per-image table (``true``,

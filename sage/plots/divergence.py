@@ -1,4 +1,4 @@
-"""Figures of the model-divergence analysis (DESIGN §5, :mod:`sage.divergence`).
+"""Figures of the model-divergence analysis (:mod:`sage.divergence`).
 
 - :func:`plot_divergence_scatter`: behavioural vs saliency divergence per image, the
   least-squares line and the correlation in the title (disagreements in red);

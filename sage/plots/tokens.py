@@ -1,4 +1,4 @@
-"""Token-grid figure: saliency overlay plus per-region cell masses and centroids (DESIGN §3.2, §6).
+"""Token-grid figure: saliency overlay, per-region cell masses and centroids (docs/metrics.md §3).
 
 One row of four panels: the image with its saliency distribution overlaid, then for each
 region (whole, fg, bg) the P×Q cell-mass heatmap drawn over the image extent, with the real

@@ -1,4 +1,4 @@
-"""Compare two token tables: patch KL and Spearman of cell masses per image (DESIGN §3.2).
+"""Compare two token tables: patch KL and Spearman of cell masses per image (docs/metrics.md §3).
 
 Use it for the same images under two conditions — two variants (``full`` vs ``seg``), two
 models, or two explain runs::

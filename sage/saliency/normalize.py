@@ -1,4 +1,4 @@
-"""Saliency normalisation and foreground/background decomposition (DESIGN §3.1, SAGE §3).
+"""Saliency normalisation and foreground/background decomposition (docs/metrics.md §2–3, SAGE §3).
 
 A raw saliency map ``S`` (any sign, upsampled to the input size) is turned into
 
@@ -11,7 +11,7 @@ Degenerate maps are *flagged, never divided by zero*: an all-zero or all-negativ
 rectified mass, so its S̃ is all zeros and its ``zero`` flag is True; a constant map has no
 range, so its min-max map is all zeros and its ``flat`` flag is True. Maps holding a NaN or
 ±inf are treated the same way (flagged, zero output) so a broken map can never leak NaN into
-an aggregate; the pipeline records flagged images as skips (DESIGN §7).
+an aggregate; the pipeline records flagged images as skips.
 
 With a binary foreground mask ``M_fg``: ``A_fg = Σ S̃⊙M_fg`` and ``A_bg = Σ S̃⊙(1 − M_fg)``
 (= 1 − A_fg for an unflagged map, 0 and 0 for a flagged one).
@@ -59,7 +59,7 @@ def check_mask(mask: Tensor, like: Tensor) -> Tensor:
 
     ``mask`` must have exactly ``like``'s shape (B, H, W) and hold only 0/1 (bool, integer or
     float). A wrong shape or a soft mask is a ValueError naming the culprit, because a silently
-    broadcast or non-binary mask would give a plausible but wrong A_fg (DESIGN §7).
+    broadcast or non-binary mask would give a plausible but wrong A_fg.
     """
     if not isinstance(mask, Tensor):
         raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
@@ -81,7 +81,7 @@ def check_mask(mask: Tensor, like: Tensor) -> Tensor:
 
 
 def relu_pdf(maps: Tensor) -> tuple[Tensor, Tensor]:
-    """Rectified saliency distribution ``S̃ = ReLU(S) / Σ ReLU(S)`` per image (DESIGN §3.1).
+    """Rectified saliency distribution ``S̃ = ReLU(S) / Σ ReLU(S)`` per image.
 
     Args:
         maps: raw saliency ``(B, H, W)``, any sign, any float dtype.
@@ -110,7 +110,7 @@ def relu_pdf(maps: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def minmax(maps: Tensor) -> tuple[Tensor, Tensor]:
-    """Min-max scaling ``(S − min) / (max − min)`` per image, into [0, 1] (DESIGN §3.1).
+    """Min-max scaling ``(S − min) / (max − min)`` per image, into [0, 1].
 
     Returns:
         ``(scaled, flat)``: ``scaled`` ``(B, H, W)`` and ``flat`` ``(B,)`` bool. A constant map
@@ -138,7 +138,7 @@ def fg_bg_mass(pdf: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
     Args:
         pdf: rectified distribution ``(B, H, W)`` from :func:`relu_pdf`.
-        mask: foreground mask ``(B, H, W)``, bool or 0/1 (SAGE §3, DESIGN §3.1).
+        mask: foreground mask ``(B, H, W)``, bool or 0/1 (SAGE §3).
 
     Returns:
         ``(a_fg, a_bg)``, each ``(B,)`` in ``pdf``'s dtype; ``a_fg + a_bg = 1`` for an unflagged
@@ -179,7 +179,7 @@ class SaliencyBatch:
 
 
 def normalize_batch(maps: Tensor, masks: Tensor) -> SaliencyBatch:
-    """Normalise a batch of raw maps and split their mass by the masks (DESIGN §3.1).
+    """Normalise a batch of raw maps and split their mass by the masks.
 
     The single call the explain pipeline makes per batch; ``masks`` must match ``maps``'
     shape (ValueError otherwise).

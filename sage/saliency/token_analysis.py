@@ -1,4 +1,4 @@
-"""Token analyses: fg/bg ratio, patch KL and Spearman of cell masses (DESIGN §3.2, SAGE §3).
+"""Token analyses: fg/bg ratio, patch KL and Spearman of cell masses (docs/metrics.md §3, SAGE §3).
 
 - :func:`fg_bg_ratio`: how many times more saliency mass lies on the foreground than on the
   background.
@@ -29,7 +29,7 @@ __all__ = ["compare_tables", "fg_bg_ratio", "patch_kl", "spearman"]
 
 
 def fg_bg_ratio(tokens: Tensor, eps: float = 1e-6) -> Tensor:
-    """Foreground-to-background saliency mass ratio per image (DESIGN §3.2).
+    """Foreground-to-background saliency mass ratio per image.
 
     ``Σ_g mass_fg / max(Σ_g mass_bg, eps)`` from tokens ``(B, 3, P, Q, 6)``. A map with all its
     mass on the foreground therefore gives ``1/eps`` (1e6 by default), a large but finite
@@ -56,7 +56,7 @@ def _flat_pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def patch_kl(mass_a: Tensor, mass_b: Tensor, eps: float = 1e-6) -> Tensor:
-    """``KL(p ‖ q)`` between ε-smoothed cell-mass distributions, per image (DESIGN §3.2).
+    """``KL(p ‖ q)`` between ε-smoothed cell-mass distributions, per image.
 
     ``p = (a + ε) / Σ(a + ε)`` and likewise ``q`` from ``b``; masses ``(B, P, Q)`` (or
     ``(B, N)``) must be non-negative. The smoothing keeps KL finite when ``b`` has empty
@@ -92,7 +92,7 @@ def _average_ranks(x: Tensor) -> Tensor:
 
 
 def spearman(a: Tensor, b: Tensor) -> Tensor:
-    """Spearman rank correlation of cell masses per image (DESIGN §3.2).
+    """Spearman rank correlation of cell masses per image.
 
     Pearson correlation of the average ranks (ties share their mean rank, like
     ``scipy.stats.spearmanr``) of the flattened ``(B, P, Q)`` or ``(B, N)`` inputs. NaN where
@@ -120,7 +120,7 @@ def compare_tables(
     column: str = "mass",
     eps: float = 1e-6,
 ) -> pd.DataFrame:
-    """Patch KL and Spearman of ``column`` between two long token tables (DESIGN §3.2).
+    """Patch KL and Spearman of ``column`` between two long token tables.
 
     ``a`` and ``b`` are tables from :func:`sage.saliency.tokens.tokens_to_frame` for the same
     images under two conditions (variants, methods, models). Rows are matched on ``on`` plus

@@ -1,4 +1,4 @@
-"""Saliency tokens: per-cell features of the whole/fg/bg saliency maps (DESIGN §3.2, SAGE §3).
+"""Saliency tokens: per-cell features of the whole/fg/bg maps (docs/metrics.md §3, SAGE §3).
 
 For a grid P×Q whose cells partition the H×W map (also when H or W is not divisible: row
 boundary i is ``floor(i·H/P)``), and for each region map R ∈ {whole: S̃, fg: S̃⊙M,
@@ -153,7 +153,7 @@ def _tokenize_stack(stack: Tensor, grid: tuple[int, int]) -> Tensor:
 
 
 def tokenize(pdf: Tensor, mask: Tensor, grid: tuple[int, int]) -> Tensor:
-    """Tokens of a batch of saliency distributions on one P×Q grid (DESIGN §3.2).
+    """Tokens of a batch of saliency distributions on one P×Q grid.
 
     Args:
         pdf: rectified saliency ``S̃`` ``(B, H, W)`` (see :func:`sage.saliency.normalize.relu_pdf`);
@@ -182,7 +182,7 @@ _RESERVED = ("image_id", "grid", "region", "cell_row", "cell_col", *FEATURES)
 def tokens_to_frame(
     tokens: Tensor | np.ndarray, grid: str, image_ids: Sequence[str], **keys: object
 ) -> pd.DataFrame:
-    """Long token table: one row per (image, region, cell) (DESIGN §2.3, §3.2).
+    """Long token table: one row per (image, region, cell).
 
     Columns: ``image_id``, then every extra key in the order given (constant columns such as
     ``split``, ``variant``, ``method``, ``model_run``), then ``grid``, ``region``, ``cell_row``,

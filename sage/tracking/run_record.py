@@ -1,7 +1,7 @@
 """Provenance every SAGE run records in MLflow: config, seed, git commit, model fingerprint.
 
 Lightning's MLFlowLogger logs metrics and checkpoints; this adds what makes a run
-reproducible and comparable across a sweep (DESIGN §6).
+reproducible and comparable across a sweep.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Readers of raw dataset layouts (DESIGN §2.1), one module per layout, behind one registry.
+"""Readers of raw dataset layouts, one module per layout, behind one registry.
 
 Every reader returns a :class:`pandas.DataFrame` with one row per labelled image and
 exactly the columns :data:`COLUMNS`:

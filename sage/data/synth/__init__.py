@@ -1,6 +1,6 @@
 """SynthDrivers: a procedural driver-distraction dataset with exact foreground and part masks.
 
-The embedded default dataset of SAGE (DESIGN §2.6): a cabin scene with a driver whose
+The embedded default dataset of SAGE: a cabin scene with a driver whose
 arm/hand pose and held object define the activity, in two differently photographed
 domains written in the raw layouts of SF3D (``synth-sf3d``) and 100-Driver
 (``synth-driver100``), with a dashboard sticker whose colour follows the class with

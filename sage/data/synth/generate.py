@@ -1,4 +1,4 @@
-"""Write SynthDrivers datasets in the raw layouts of the real datasets (DESIGN §2.1, §2.6).
+"""Write SynthDrivers datasets in the raw layouts of the real datasets.
 
 ``generate(out_dir, cfg)`` writes ``out_dir/<domain>`` plus two sibling trees:
 

@@ -16,7 +16,7 @@ as grad-cam, the RefineCAM/ARCC code, COSE and RIVAL10 score them; ``abs`` for g
 as Simonyan et al. and SmoothGrad visualise them; ``raw`` for the sanity baselines, whose
 values are the test. Every metric, A_fg, the tokens and the saved maps therefore see the same
 map, also inside Coherency (which calls the method again on ``x ⊙ S``). ``scoring="raw"``
-(``cam.<m>.scoring=raw``) scores the signed map instead, a named option for comparison.
+(``+cam.<m>.scoring=raw``) scores the signed map instead, a named option for comparison.
 """
 
 from __future__ import annotations
