@@ -150,8 +150,8 @@ def test_multigrid_preconditioner_is_symmetric_positive_definite():
     h, w = 45, 38
     coarse = torch.rand(2, 1, 5, 4, generator=gen)
     u = (F.interpolate(coarse, size=(h, w), mode="bilinear") > 0.35).double()
-    mg = road_mod._Multigrid(u, 1, 1)  # two fine parts, coarse grids 23×19 and 12×10
-    assert len(mg.parts) == 2 and len(mg.levels) == 2
+    mg = road_mod._Multigrid(u, 1, 1)  # two fine parts, coarse grids 23×19, 12×10 and 6×5
+    assert len(mg.parts) == 2 and len(mg.levels) == 3
 
     def apply(x):
         for k, part in enumerate(mg.parts):

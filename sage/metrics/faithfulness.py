@@ -265,19 +265,42 @@ def adcc_scores(
     targets: Tensor | None,
     method: SaliencyFn,
     batch_size: int | None = None,
+    logits: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Average Drop, Increase in Confidence, Coherency, Complexity and ADCC in one go.
 
-    Shares the forward passes (clean + masked batch once, then the method on the masked
-    batch). Returns ``{"average_drop", "increase_in_confidence", "coherency", "complexity",
-    "adcc", "y", "o", "targets", "flat"}``, each (B,).
+    Shares the forward passes: the clean logits are taken from ``logits`` when the caller has
+    them (a saliency method's own forward), and the masked batch ``images ⊙ S`` goes through
+    the model once — inside Coherency's second call of ``method`` when the method exposes
+    that forward's logits as ``method.last_logits`` (SAGE's CAMs do), else in one extra
+    forward. The values are those of the separate functions. Returns ``{"average_drop",
+    "increase_in_confidence", "coherency", "complexity", "adcc", "y", "o", "targets",
+    "flat"}``, each (B,).
     """
     check_batch(images, maps, targets)
     scaled, flat = _scaled(maps, images.device)
-    y, o, targets = _confidence(model, images, scaled, targets, batch_size)
+    b = images.shape[0]
+    if logits is None:
+        with eval_no_grad(model):
+            logits = _logits(model, images, batch_size)
+    elif logits.dim() != 2 or logits.shape[0] != b:
+        raise ValueError(f"logits must be (B, K) with B = {b}, got {tuple(logits.shape)}")
+    logits = logits.detach().to(images.device)
+    targets = (logits.argmax(1) if targets is None else targets).to(images.device).long()
+    masked = images * scaled[:, None].to(images.dtype)
+    again = method(model, masked, targets)
+    masked_logits = getattr(method, "last_logits", None)
+    if masked_logits is None or masked_logits.shape != logits.shape:
+        with eval_no_grad(model):
+            masked_logits = _logits(model, masked, batch_size)
+    both = torch.softmax(torch.cat([logits, masked_logits.detach().to(logits.device)]).float(), 1)
+    both = both.gather(1, targets.repeat(2)[:, None]).squeeze(1)
+    y, o = both[:b], both[b:]
+    again_scaled, _ = minmax(again.to(scaled.device))
+    coh = ((pearson(scaled, again_scaled) + 1) / 2).to(working_dtype(scaled))
     ad = _nan_where(flat, _average_drop(y, o))
     inc = _nan_where(flat, (o > y).float())
-    coh = _nan_where(flat, _coherency(model, images, scaled, targets, method))
+    coh = _nan_where(flat, coh)
     com = _nan_where(flat, scaled.flatten(1).mean(1))
     return {
         "average_drop": ad,

@@ -105,7 +105,9 @@ def _faithfulness(ctx: MetricContext) -> dict[str, Tensor]:
     if "faithfulness" not in batch:
         from .faithfulness import adcc_scores
 
-        scores = adcc_scores(ctx.model, ctx.images, ctx.maps, ctx.targets, ctx.method)
+        scores = adcc_scores(
+            ctx.model, ctx.images, ctx.maps, ctx.targets, ctx.method, logits=ctx.logits
+        )
         keep = ("average_drop", "increase_in_confidence", "coherency", "complexity", "adcc")
         batch["faithfulness"] = {k: scores[k] for k in keep}
     return batch["faithfulness"]
