@@ -67,9 +67,9 @@ LABELS = {
 # What each agreement number compares, and where the definitions differ (read from the
 # peers' sources: grad-cam 1.5.7, Quantus 0.6.0, captum 0.9).
 DEFINITIONS = {
-    "gradcam_pipeline": "A_fg per image. **Differ by definition**: grad-cam ReLUs and min-max "
-    "scales the CAM on its grid (subtracting its minimum) and resizes after the ReLU (OpenCV); "
-    "SAGE resizes the raw map (torch) and takes S̃ = ReLU(S)/ΣReLU(S), no shift. The peer's "
+    "gradcam_pipeline": "A_fg per image. **Matched up to grad-cam's min-max shift**: both ReLU "
+    "the CAM on its grid and then resize (OpenCV / torch); grad-cam then subtracts the minimum "
+    "of a CAM that is positive everywhere, SAGE's S̃ = ReLU(S)/ΣReLU(S) has no shift. The peer's "
     "numpy tokens equal SAGE's to float rounding on the same S̃ (JSON `tokens_same_pdf`).",
     "road": "ROAD per image on the same ReLU'd GradCAM maps, percentiles 20/40/60/80, softmax "
     "of the explained class. **Same definition** with noise 0 on both sides (grad-cam's ROAD "

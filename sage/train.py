@@ -75,7 +75,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if lg and lg.get("tracking_uri"):
         prepare_experiment(lg.tracking_uri, lg.experiment_name, lg.get("artifact_location"))
     logger = instantiate(cfg.logger)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    # a preset (debug=fast) may tune a callback the user removed (callbacks=none): only the
+    # entries that still name a class are callbacks
+    callbacks = [
+        instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c
+    ]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     check_launch(trainer)
 

@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from conftest import TINY_SYNTH, compose_config
+from sage.compose import compose_task
 from sage.errors import SageError
+from sage.explain import run as explain_run
 from sage.models import create_backbone
 from sage.train import build_datamodule
 from sage.train import run as train_run
@@ -42,6 +44,10 @@ def test_training_logs_sage_metrics_per_epoch_and_artifacts(tmp_path):
     history = client.get_metric_history(run.info.run_id, "val_sage/gradcam/fg_mass")
     assert len(history) == 2  # one point per validation epoch, next to val/acc
     assert len(client.get_metric_history(run.info.run_id, "val_sage/seconds")) == 2
+    # ROAD/ARCC run every slow_every_n_epochs (3) epochs and at the last: epoch 1 only
+    arcc = client.get_metric_history(run.info.run_id, "val_sage/gradcam/arcc")
+    assert [m.step for m in arcc] == [history[-1].step]
+    assert metrics["val_sage/cose_seconds"] > 0
     assert 0 <= metrics["val_sage/gradcam/fg_mass"] <= 1
     assert run.data.tags["val_sage/probe"]
 
@@ -194,3 +200,67 @@ def test_bad_configuration_is_a_clear_error():
         SageCallback(metrics={"nope": {}})
     with pytest.raises(SageError, match="at least one"):
         SageCallback(methods=[])
+
+
+def test_perturbation_sets_run_on_their_schedule_only(probe_env):
+    trainer, net, _ = probe_env
+    cb = _callback(trainer, per_class=1)  # default sets: alignment + arcc
+    with isolated(torch.device("cpu")):
+        fast, _ = cb.evaluate(net, torch.device("cpu"), slow=False)
+        slow, _ = cb.evaluate(net, torch.device("cpu"))
+    assert "val_sage/gradcam/ea_pg" in fast and "val_sage/gradcam/arcc" not in fast
+    assert "val_sage/gradcam/arcc" in slow and "val_sage/gradcam/road" in slow
+    common = set(fast) & set(slow)
+    assert all(fast[k] == slow[k] for k in common)  # the schedule changes nothing else
+    with pytest.raises(SageError, match="slow_every_n_epochs"):
+        SageCallback(slow_every_n_epochs=0)
+
+
+def test_callback_numbers_equal_explain_on_the_same_probe_and_weights(tmp_path, caplog):
+    """The callback's last-epoch numbers are explain.py's on the same images (the probe is
+    the whole validation split here) with the final weights, whatever the batching."""
+    cfg = compose_config(
+        "train",
+        tmp_path,
+        [
+            *FAST,
+            "callbacks.sage.per_class=100",
+            "callbacks.sage.batch_size=7",
+            "callbacks.sage.end_cose=false",
+        ],
+    )
+    with caplog.at_level("INFO"):
+        train_run(cfg)
+    assert any("SAGE callback: 2 probe epochs" in r.getMessage() for r in caplog.records)
+    client = _client(tmp_path)
+    (run,) = client.search_runs([client.get_experiment_by_name("sage").experiment_id])
+    explain = compose_task(
+        "explain",
+        [
+            f"paths.root_dir={tmp_path}",
+            *TINY_SYNTH,
+            f"checkpoint={run.info.run_id}",
+            "checkpoint_select=last",
+            "split=val",
+            "cam=[gradcam]",
+            "metrics=[alignment,arcc]",
+            "overlays=0",
+            "progress=false",
+        ],
+        output_dir=f"{tmp_path}/explain",
+    )
+    ours = run.data.metrics
+    theirs = explain_run(explain)
+    pairs = {
+        "fg_mass": "fg_mass",
+        "ea_pg": "ea_pg/fg",
+        "iou/fg": "iou/fg",
+        "saliency_precision/spurious": "saliency_precision/spurious",
+        "road": "road",
+        "coherency": "coherency",
+        "arcc": "arcc",
+    }
+    for cb_key, ex_key in pairs.items():
+        assert ours[f"val_sage/gradcam/{cb_key}"] == pytest.approx(
+            theirs[f"explain/gradcam/{ex_key}"], rel=1e-4, abs=1e-6
+        ), cb_key

@@ -1,7 +1,7 @@
 """GradCAM maps + fg/bg masses + tokens: SAGE's batched pipeline vs a per-image grad-cam script.
 
 SAGE: ``create_method("gradcam")`` (grad-cam's GradCAM weights, backward stopped at the target
-layer, raw maps upsampled in torch) → :func:`sage.saliency.normalize.normalize_batch`
+layer, ReLU on the CAM grid, upsampled in torch) → :func:`sage.saliency.normalize.normalize_batch`
 (S̃ = ReLU(S)/ΣReLU(S), min-max, A_fg/A_bg) → :func:`sage.saliency.tokens.tokenize_grids`
 (4×4 and 8×8 tokens: mass, mean, max, centroid, fg fraction for whole/fg/bg), on the batch.
 
@@ -9,10 +9,11 @@ Peer: what a researcher writes with pytorch-grad-cam — one ``GradCAM`` object,
 images calling it per image (grad-cam's ReLU, min-max and OpenCV resize included), then the
 same masses and tokens in numpy from its map (:func:`numpy_fg_tokens`).
 
-Agreement: A_fg per image. The definitions differ: grad-cam returns ReLU'd maps min-max scaled
-on the CAM grid (its minimum subtracted) and resized after the ReLU; SAGE's S̃ is the ReLU of
-the resized raw map divided by its sum (no shift). The gap is reported, with the max |Δ| of
-the two min-max maps and a check that the numpy tokens equal SAGE's on the same S̃.
+Agreement: A_fg per image. Both rectify on the CAM grid before resizing (the map SAGE
+scores, docs/metrics.md §1); the one remaining difference is grad-cam's min-max shift of a CAM
+that is positive everywhere after the ReLU (its minimum subtracted; SAGE's S̃ = ReLU(S)/ΣReLU(S)
+has no shift). The gap is reported, with the max |Δ| of the two min-max maps and a check that
+the numpy tokens equal SAGE's on the same S̃.
 """
 
 from __future__ import annotations
@@ -141,10 +142,10 @@ def compare(setup: Setup, loop_images: int) -> list[Row]:
         quantity="A_fg",
         max_abs_diff=gap,
         n_images=k,
-        definitions="differ",
+        definitions="matched up to the min-max shift",
         note=(
-            "grad-cam min-max scales the ReLU'd CAM on its grid (subtracting the minimum) and "
-            "resizes after the ReLU; SAGE's S̃ = ReLU(resized raw map)/sum, no shift. Min-max "
+            "both ReLU on the CAM grid, then resize; grad-cam min-max scales (subtracting the "
+            "minimum of a CAM positive everywhere), SAGE's S̃ = ReLU(S)/sum has no shift. Min-max "
             f"maps differ by ≤ {max_abs_diff(sage_scaled, cams):.2g}; numpy tokens on SAGE's "
             f"S̃ equal SAGE's to {token_gap:.1g}."
         ),

@@ -53,6 +53,12 @@ def register_metric_set(name: str) -> Callable[[MetricSet], MetricSet]:
     return decorator
 
 
+# Sets that run the model on many perturbed inputs (ROAD's imputations, Coherency's second
+# saliency call, COSE's transforms, RFS's noise draws): they dominate the validation
+# callback's cost, which schedules them every few epochs (SageCallback.slow_every_n_epochs).
+PERTURBATION_SETS = frozenset({"road", "arcc", "faithfulness", "cose", "rfs"})
+
+
 def list_metric_sets() -> list[str]:
     return sorted(set(_SETS) | set(_POOLED))
 

@@ -9,9 +9,16 @@ method and logs to the run's loggers
   ``zero_maps``, every metric column of the selected sets (``ea_pg``, ``ea_iou``, ``arcc``,
   ``road``, ... with ``/correct``, ``/error`` and, for the headline metrics, ``/c<k>``),
   pooled sets (``val_sage/<method>/cose/...``, ``val_sage/rfs/...``), ``val_sage/probe_acc``
-  and the callback's own wall time ``val_sage/seconds``;
+  and the callback's own wall time ``val_sage/seconds`` (logging and artifacts included);
 - artifacts ``val_sage/epoch_<e>/``: a probe mosaic per method (rows = classes, correct then
   error, fg outlined), ``tokens.csv`` (the probe's token table) and ``summary.json``.
+
+Cost (``benchmarks/callback_overhead.py``): the cheap sets (alignment, cosine; the maps,
+masses and tokens) run every probe epoch; the sets that run the model on many perturbed inputs
+(ROAD/ARCC, faithfulness, COSE, RFS: :data:`~sage.metrics.suite.PERTURBATION_SETS`) run every
+``slow_every_n_epochs`` epochs and always at the last epoch, so the final model always has
+every number. ``slow_every_n_epochs=1`` runs everything every epoch. At the end of fit one
+line reports the callback's total time and its share of the fit.
 
 At the end of fit it runs COSE with model perturbations: weight snapshots it saved at
 earlier epochs plus a random-weights copy of the architecture, logged as
@@ -41,13 +48,14 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 from ..data.datamodule import PreparedDataModule, PreparedImages, image_transform
 from ..errors import SageError
 from ..explain_batch import discriminative_parts, explain_batch, ground_truth
 from ..metrics.alignment import EA_NAMES
-from ..metrics.suite import check_metric_sets, pooled_set
+from ..metrics.suite import PERTURBATION_SETS, check_metric_sets, pooled_set
 from ..metrics.transforms import sample_transforms
 from ..models import create_backbone
 from ..plots.probe_mosaic import probe_mosaic
@@ -107,6 +115,8 @@ class SageCallback(pl.Callback):
         snapshots: earlier-epoch weight snapshots kept for it (evenly spaced over the fit).
         cose_transforms: input transforms sampled for that COSE run.
         split: the split the probe comes from.
+        slow_every_n_epochs: run the perturbation sets (ROAD/ARCC, faithfulness, COSE, RFS)
+            every N epochs and at the last epoch (1: every probe epoch).
     """
 
     def __init__(
@@ -124,6 +134,7 @@ class SageCallback(pl.Callback):
         snapshots: int = 2,
         cose_transforms: int = 2,
         split: str = "val",
+        slow_every_n_epochs: int = 3,
     ) -> None:
         methods, metrics = _plain(methods), _plain(metrics)
         if isinstance(methods, str):
@@ -143,6 +154,12 @@ class SageCallback(pl.Callback):
         self.batch_size, self.artifacts, self.end_cose = int(batch_size), artifacts, end_cose
         self.out_dir = Path(out_dir) if out_dir else None
         self.n_snapshots, self.cose_transforms, self.split = snapshots, cose_transforms, split
+        if int(slow_every_n_epochs) < 1:
+            raise SageError(f"slow_every_n_epochs must be >= 1, got {slow_every_n_epochs}")
+        self.slow_every_n_epochs = int(slow_every_n_epochs)
+        self._last_epoch: int | None = None
+        self._seconds = 0.0  # the callback's own time over the fit
+        self._fit_start = 0.0
         self.probe: ProbeSet | None = None
         self._snapshot_epochs: set[int] = set()
         self.snapshot_paths: dict[int, Path] = {}
@@ -172,12 +189,14 @@ class SageCallback(pl.Callback):
         self._data, self._mean, self._std = data, dm.mean, dm.std
         self._lut = discriminative_parts(data, self.probe.frame)
         max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+        self._last_epoch = max_epochs - 1 if trainer.max_epochs and trainer.max_epochs > 0 else None
         probe_epochs = [e for e in range(max_epochs - 1) if (e + 1) % self.every_n_epochs == 0]
         if self.end_cose and self.n_snapshots > 0 and probe_epochs:
             picks = np.linspace(0, len(probe_epochs) - 1, min(self.n_snapshots, len(probe_epochs)))
             self._snapshot_epochs = {probe_epochs[round(i)] for i in picks}
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._seconds, self._fit_start = 0.0, time.perf_counter()
         if self.probe is None or not trainer.is_global_zero:
             return
         for logger in trainer.loggers:
@@ -206,8 +225,11 @@ class SageCallback(pl.Callback):
         net = pl_module.net
         epoch = trainer.current_epoch
         out = self._dir(trainer) / f"epoch_{epoch:03d}"
+        slow = (epoch + 1) % self.slow_every_n_epochs == 0 or epoch == self._last_epoch
         with isolated(pl_module.device):
-            scalars, tables = self.evaluate(net, pl_module.device, out if self.artifacts else None)
+            scalars, tables = self.evaluate(
+                net, pl_module.device, out if self.artifacts else None, slow=slow
+            )
         if epoch in self._snapshot_epochs:
             path = self._dir(trainer) / "snapshots" / f"epoch{epoch:03d}.pt"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,19 +239,24 @@ class SageCallback(pl.Callback):
             tables["tokens"].to_csv(out / "tokens.csv", index=False)
             summary = {"epoch": epoch, "probe": self.probe.digest, "metrics": scalars}
             (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        scalars["val_sage/seconds"] = time.perf_counter() - start
-        self.history.append({"epoch": epoch, **scalars})
         self._log_metrics(trainer, scalars)
         if self.artifacts:
             self._log_artifact(trainer, out, f"val_sage/epoch_{epoch:03d}")
+        # the callback's own time, logging included (so it is logged on its own, last)
+        seconds = time.perf_counter() - start
+        self._seconds += seconds
+        self._log_metrics(trainer, {"val_sage/seconds": seconds})
+        self.history.append({"epoch": epoch, **scalars, "val_sage/seconds": seconds})
 
     def evaluate(
-        self, net: nn.Module, device: torch.device, out: Path | None = None
+        self, net: nn.Module, device: torch.device, out: Path | None = None, slow: bool = True
     ) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
         """Explain the probe with every method; scalars ``val_sage/...`` and the token table.
 
         Call inside :func:`isolated` (the callback does). Writes mosaics to ``out`` if given.
+        ``slow=False`` leaves out the perturbation sets (the callback's schedule).
         """
+        metric_sets = {k: v for k, v in self.metrics.items() if slow or k not in PERTURBATION_SETS}
         probe = self.probe
         if probe is None:
             raise SageError("SageCallback.evaluate before setup: no probe set")
@@ -256,7 +283,7 @@ class SageCallback(pl.Callback):
                     grids=self.grids,
                     mean=self._mean,
                     std=self._std,
-                    metric_sets=self.metrics,
+                    metric_sets=metric_sets,
                     pooled_model_level=first,
                     parts=parts,
                     part_names=self._data.part_names,
@@ -333,14 +360,28 @@ class SageCallback(pl.Callback):
     # ------------------------------------------------------------------ end of fit
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.probe is None or not self.end_cose or not trainer.is_global_zero:
+        if self.probe is None or not trainer.is_global_zero:
             return
-        scalars, used = self.model_cose(pl_module.net, pl_module.device)
-        path = self._dir(trainer) / "cose_models.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(used, indent=2))
-        self._log_metrics(trainer, scalars)
-        self._log_artifact(trainer, path, "val_sage")
+        fit = time.perf_counter() - self._fit_start
+        cose = 0.0
+        if self.end_cose:
+            start = time.perf_counter()
+            scalars, used = self.model_cose(pl_module.net, pl_module.device)
+            path = self._dir(trainer) / "cose_models.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(used, indent=2))
+            cose = time.perf_counter() - start
+            scalars["val_sage/cose_seconds"] = cose
+            self._log_metrics(trainer, scalars)
+            self._log_artifact(trainer, path, "val_sage")
+        # one line per run, so the user sees what the callback costs
+        rank_zero_info(
+            f"SAGE callback: {len(self.history)} probe epochs ({len(self.probe.ids)} images, "
+            f"{', '.join(self.methods)}), {self._seconds:.1f} s = {self._seconds / fit:.0%} of "
+            f"the fit's {fit:.0f} s"
+            + (f"; end-of-fit COSE {cose:.1f} s" if self.end_cose else "")
+            + " (callbacks.sage.every_n_epochs / slow_every_n_epochs / per_class tune it)"
+        )
 
     def model_cose(self, net: nn.Module, device: torch.device) -> tuple[dict[str, float], dict]:
         """COSE of the final model against earlier snapshots and a random-weights copy."""
