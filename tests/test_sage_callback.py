@@ -225,8 +225,8 @@ def test_callback_numbers_equal_explain_on_the_same_probe_and_weights(tmp_path, 
         [
             *FAST,
             "callbacks.sage.per_class=100",
-            "callbacks.sage.batch_size=7",
-            "callbacks.sage.end_cose=false",
+            "+callbacks.sage.batch_size=7",
+            "+callbacks.sage.end_cose=false",
         ],
     )
     with caplog.at_level("INFO"):
