@@ -221,3 +221,32 @@ def test_noisy_road_of_an_image_does_not_depend_on_its_batch(model, batch):
     torch.testing.assert_close(tail["road"], whole["road"][5:], atol=1e-5, rtol=1e-4)
     other = road_scores(model, x[5:], maps[5:], y[5:], seed=1)
     assert not torch.allclose(other["morf"], tail["morf"])
+
+
+def test_a_map_holding_minus_inf_is_flagged_not_scored():
+    from sage.saliency.normalize import normalize_batch
+
+    maps = torch.rand(2, 8, 8)
+    maps[0, 3, 3] = -math.inf  # a ReLU would hide it
+    sb = normalize_batch(maps, torch.ones(2, 8, 8, dtype=torch.bool))
+    assert sb.zero.tolist() == [True, False] and sb.flat.tolist() == [True, False]
+    assert sb.a_fg[0] == 0 and sb.pdf[0].sum() == 0
+
+
+def test_two_empty_maps_do_not_agree_perfectly():
+    from sage.saliency.token_analysis import patch_kl
+
+    zero, some = torch.zeros(2, 4, 4), torch.rand(2, 4, 4)
+    kl = patch_kl(torch.stack([zero[0], some[0]]), torch.stack([zero[1], some[1]]))
+    assert math.isnan(kl[0]) and kl[1] >= 0
+
+
+def test_rfs_uses_the_papers_ten_trials_and_cose_offers_clipping():
+    import inspect
+
+    from sage.metrics import rfs as rfs_mod
+    from sage.metrics.suite import _cose_batch, _rfs_batch
+
+    assert inspect.signature(rfs_mod.rfs).parameters["trials"].default == 10
+    assert inspect.signature(_rfs_batch).parameters["trials"].default == 10
+    assert inspect.signature(_cose_batch).parameters["clip_ssim"].default is False
