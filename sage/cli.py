@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,12 @@ USER_ERRORS = (SageError, MappingError, MissingWeightsError)
 # exists in multirun, and oc.env evaluates its default eagerly.
 OmegaConf.register_new_resolver(
     "sage_root", lambda: os.environ.get("SAGE_ROOT") or os.getcwd(), replace=True
+)
+# ${run_suffix:} makes a single run's directory unique: two runs started in the same second
+# (``${now:...}`` has one-second resolution) used to share a folder, checkpoints, figures and
+# COSE weight snapshots. Not cached: Hydra resolves ``hydra.run.dir`` once per run.
+OmegaConf.register_new_resolver(
+    "run_suffix", lambda: f"{os.getpid()}-{secrets.token_hex(2)}", replace=True
 )
 
 

@@ -199,6 +199,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 part_names=data.part_names,
                 gt=ground_truth(parts, ids, discriminative) if metric_sets else None,
                 cache=cache,
+                ids=ids,
             )
             conf, pred, sb, toks = res.confidence, res.pred, res.saliency, res.tokens
             if metric_sets:

@@ -57,3 +57,19 @@ def test_run_name_follows_convention(compose_cfg):
     assert cfg.logger.tracking_uri.startswith("sqlite:///") and cfg.logger.tracking_uri.endswith(
         "outputs/mlflow.db"
     )
+
+
+def test_two_runs_started_in_the_same_second_get_their_own_directory(tmp_path):
+    """hydra.run.dir = timestamp + pid + random: same-second runs never share a folder (they
+    used to share checkpoints, figures and the COSE weight snapshots)."""
+    from hydra import compose, initialize_config_dir
+
+    import sage.cli  # noqa: F401  (registers the resolvers, as the entry points do)
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", [f"paths.root_dir={tmp_path}"], return_hydra_config=True)
+    # resolved the way Hydra resolves it for each run (the timestamp is cached per process)
+    a, b = (str(OmegaConf.select(cfg, "hydra.run.dir")) for _ in range(2))
+    assert a != b
+    assert a.rsplit("_", 1)[0] == b.rsplit("_", 1)[0]  # same second, different suffix
+    assert a.startswith(f"{tmp_path}/outputs/runs/train/")

@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from conftest import TINY_SYNTH
 from sage.errors import SageError
@@ -199,3 +200,15 @@ def test_explain_faithfulness_road_arcc_cosine(compose_cfg, checkpoint):
     half = metrics[metrics.method == "half"]
     assert np.allclose(half.complexity, 0.5, atol=0.02)  # left half ones
     assert "explain/gradcam/arcc" in result and "explain/half/adcc" in result
+
+
+def test_nan_weights_are_an_error_not_scores(compose_cfg, checkpoint, tmp_path):
+    """NaN logits used to give accuracy 0.1 and correct=True rows; now one clear error, as in
+    evaluate.py."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    key = next(k for k in ckpt["state_dict"] if k.endswith("classifier.weight"))
+    ckpt["state_dict"][key] = torch.full_like(ckpt["state_dict"][key], float("nan"))
+    broken = tmp_path / "nan.ckpt"
+    torch.save(ckpt, broken)
+    with pytest.raises(SageError, match="non-finite logits for images"):
+        _explain(compose_cfg, broken, "cam=[half]")

@@ -289,6 +289,7 @@ class SageCallback(pl.Callback):
                     part_names=self._data.part_names,
                     gt=ground_truth(parts, ids, self._lut),
                     cache=cache,
+                    ids=ids,
                 )
                 for name, value in [
                     ("pred", res.pred),
@@ -378,7 +379,7 @@ class SageCallback(pl.Callback):
         rank_zero_info(
             f"SAGE callback: {len(self.history)} probe epochs ({len(self.probe.ids)} images, "
             f"{', '.join(self.methods)}), {self._seconds:.1f} s = {self._seconds / fit:.0%} of "
-            f"the fit's {fit:.0f} s"
+            f"the fit's {fit:.1f} s"
             + (f"; end-of-fit COSE {cose:.1f} s" if self.end_cose else "")
             + " (callbacks.sage.every_n_epochs / slow_every_n_epochs / per_class tune it)"
         )
