@@ -23,12 +23,18 @@ USER_ERRORS = (SageError, MappingError, MissingWeightsError)
 OmegaConf.register_new_resolver(
     "sage_root", lambda: os.environ.get("SAGE_ROOT") or os.getcwd(), replace=True
 )
-# ${run_suffix:} makes a single run's directory unique: two runs started in the same second
-# (``${now:...}`` has one-second resolution) used to share a folder, checkpoints, figures and
-# COSE weight snapshots. Not cached: Hydra resolves ``hydra.run.dir`` once per run.
-OmegaConf.register_new_resolver(
-    "run_suffix", lambda: f"{os.getpid()}-{secrets.token_hex(2)}", replace=True
-)
+
+
+def run_suffix() -> str:
+    """``${run_suffix:}``: makes a single run's directory unique. Two runs started in the same
+    second (``${now:...}`` has one-second resolution) used to share a folder, checkpoints,
+    figures and COSE weight snapshots. One value per process tree, kept in the environment:
+    Lightning's DDP launcher re-runs train.py for every rank, which re-resolves
+    ``hydra.run.dir`` and must land in rank 0's folder."""
+    return os.environ.setdefault("SAGE_RUN_SUFFIX", f"{os.getpid()}-{secrets.token_hex(2)}")
+
+
+OmegaConf.register_new_resolver("run_suffix", run_suffix, replace=True)
 
 
 def one_line_errors(task: Callable[..., Any]) -> Callable[..., Any]:

@@ -59,17 +59,22 @@ def test_run_name_follows_convention(compose_cfg):
     )
 
 
-def test_two_runs_started_in_the_same_second_get_their_own_directory(tmp_path):
-    """hydra.run.dir = timestamp + pid + random: same-second runs never share a folder (they
-    used to share checkpoints, figures and the COSE weight snapshots)."""
+def test_two_runs_started_in_the_same_second_get_their_own_directory(tmp_path, monkeypatch):
+    """hydra.run.dir = timestamp + pid + random: same-second runs (separate processes) never
+    share a folder (they used to share checkpoints, figures and the COSE weight snapshots);
+    within one process tree (DDP ranks re-running train.py) the folder is stable."""
     from hydra import compose, initialize_config_dir
 
     import sage.cli  # noqa: F401  (registers the resolvers, as the entry points do)
 
+    monkeypatch.delenv("SAGE_RUN_SUFFIX", raising=False)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", [f"paths.root_dir={tmp_path}"], return_hydra_config=True)
-    # resolved the way Hydra resolves it for each run (the timestamp is cached per process)
-    a, b = (str(OmegaConf.select(cfg, "hydra.run.dir")) for _ in range(2))
+    a, again = (str(OmegaConf.select(cfg, "hydra.run.dir")) for _ in range(2))
+    assert a == again  # a DDP rank resolving it again finds the same folder
+    monkeypatch.delenv("SAGE_RUN_SUFFIX")  # what another process sees
+    b = str(OmegaConf.select(cfg, "hydra.run.dir"))
     assert a != b
     assert a.rsplit("_", 1)[0] == b.rsplit("_", 1)[0]  # same second, different suffix
     assert a.startswith(f"{tmp_path}/outputs/runs/train/")
+    monkeypatch.delenv("SAGE_RUN_SUFFIX")
