@@ -7,3 +7,16 @@ keeps its traceback.
 
 class SageError(Exception):
     """Bad input or configuration, with a message that names the culprit and the fix."""
+
+
+def check_finite_logits(logits, ids=None, where: str = "") -> None:
+    """A SageError naming the images whose logits hold NaN or ±inf (NaN weights, a broken
+    checkpoint), so no prediction or score is ever computed from them. ``logits``: (B, K)
+    tensor; ``ids``: the batch's image ids (indices when None); ``where``: appended to the
+    message (e.g. ``"of model 2"``)."""
+    finite = logits.isfinite().all(-1)
+    if not bool(finite.all()):
+        rows = (~finite).nonzero().flatten().tolist()
+        bad = [ids[i] for i in rows] if ids is not None else rows
+        suffix = f" {where}" if where else ""
+        raise SageError(f"non-finite logits for images {bad[:5]}{suffix} (NaN or inf weights?)")

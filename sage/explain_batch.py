@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .data.prepared import PreparedDataset
-from .errors import SageError
+from .errors import check_finite_logits
 from .metrics.suite import MetricContext, compute_metric_sets, is_pooled, pooled_set
 from .saliency.methods import SaliencyMethod
 from .saliency.normalize import SaliencyBatch, normalize_batch
@@ -90,6 +90,7 @@ def explain_batch(
     gt: Tensor | None = None,
     cache: dict | None = None,
     ids: Sequence[str] | None = None,
+    where: str = "",
 ) -> ExplainedBatch:
     """Explain ``images`` with ``method`` (predicted class, or the true one if
     ``explain_true``) and compute the selected metric sets.
@@ -98,7 +99,7 @@ def explain_batch(
     sets (RFS) only when ``pooled_model_level`` (callers run them with one method).
     ``cache`` carries per-method state between batches (e.g. COSE's sampled transforms).
     Non-finite logits (NaN weights, a broken checkpoint) are a SageError naming the images
-    (``ids``), never predictions or scores computed from them.
+    (``ids``; ``where`` completes the message), never predictions or scores computed from them.
     """
     maps = method(net, images, labels if explain_true else None)
     logits = method.last_logits
@@ -108,10 +109,7 @@ def explain_batch(
             logits = net.eval()(images)
             net.train(was_training)
     logits = logits.detach()
-    finite = torch.isfinite(logits).all(-1)
-    if not bool(finite.all()):
-        bad = [ids[i] if ids else i for i in torch.nonzero(~finite).flatten().tolist()]
-        raise SageError(f"non-finite logits for images {bad[:5]} (NaN or inf weights?)")
+    check_finite_logits(logits, ids, where)
     conf, pred = logits.softmax(-1).max(-1)
     sb = normalize_batch(maps, masks)
     out = ExplainedBatch(maps, logits, conf, pred, sb, tokenize_grids(sb.pdf, masks, grids))

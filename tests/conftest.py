@@ -28,3 +28,16 @@ def compose_cfg(tmp_path: Path):
         return compose_config(name, tmp_path, list(overrides))
 
     return _compose
+
+
+@pytest.fixture
+def gc_zero_noise(monkeypatch):
+    """grad-cam's ROAD with its imputation noise forced to 0: its ROAD classes build the imputer
+    with the default noise=0.01 internally, so the module global is swapped."""
+    from pytorch_grad_cam.metrics import road as gc_road
+
+    class ZeroNoiseImputer(gc_road.NoisyLinearImputer):
+        def __init__(self, noise: float = 0.01, weighting=None) -> None:
+            super().__init__(noise=0.0)
+
+    monkeypatch.setattr(gc_road, "NoisyLinearImputer", ZeroNoiseImputer)

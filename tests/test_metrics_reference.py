@@ -35,11 +35,6 @@ GRAD_CAM = {"gradcam": GradCAM, "gradcam_plusplus": GradCAMPlusPlus, "xgradcam":
 BASELINES = ["half", "left_half", "ones_but_one", "random", "centre_gaussian"]
 
 
-class ZeroNoiseImputer(gc_road.NoisyLinearImputer):
-    def __init__(self, noise: float = 0.01, weighting=None) -> None:
-        super().__init__(noise=0.0)
-
-
 @pytest.fixture(scope="module")
 def model():
     return trained_blob_model()
@@ -66,8 +61,9 @@ def _scores(model, method, x, y, noise=0.0):
 
 
 @pytest.mark.parametrize("name", sorted(GRAD_CAM))
-def test_sage_pipeline_equals_grad_cams_on_its_own_rectified_maps(name, model, batch, monkeypatch):
-    monkeypatch.setattr(gc_road, "NoisyLinearImputer", ZeroNoiseImputer)
+def test_sage_pipeline_equals_grad_cams_on_its_own_rectified_maps(
+    name, model, batch, gc_zero_noise
+):
     x, y, _ = batch
     sage_method = create_method(name)
     maps, ours = _scores(model, sage_method, x, y)

@@ -26,19 +26,6 @@ from sage.saliency.normalize import minmax
 PERCENTILES = [20, 40, 60, 80]
 
 
-class ZeroNoiseImputer(gc_road.NoisyLinearImputer):
-    """grad-cam's imputer with its noise forced to 0 (its ROAD classes build the imputer with
-    the default noise=0.01 internally, so the module global is swapped in a fixture)."""
-
-    def __init__(self, noise: float = 0.01, weighting=None) -> None:
-        super().__init__(noise=0.0)
-
-
-@pytest.fixture
-def gc_zero_noise(monkeypatch):
-    monkeypatch.setattr(gc_road, "NoisyLinearImputer", ZeroNoiseImputer)
-
-
 def gc_impute(image: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # spsolve's MatrixRankWarning on an all-removed plane

@@ -39,7 +39,7 @@ import sage.plots  # noqa: F401  (Agg backend)
 
 from ..data.datamodule import PreparedImages
 from ..data.prepared import PreparedDataset
-from ..errors import SageError
+from ..errors import SageError, check_finite_logits
 from ..plots.clusters import (
     cluster_thumbnail_sheet,
     plot_cluster_bands,
@@ -101,10 +101,7 @@ def predict(
         batch_ids = list(batch["image_id"])
         with torch.no_grad():
             logits = net(x)
-        finite = torch.isfinite(logits).all(1)
-        if not bool(finite.all()):
-            bad = [i for i, ok in zip(batch_ids, finite.tolist(), strict=True) if not ok]
-            raise SageError(f"non-finite logits for images {bad[:5]} of {images.data.root}")
+        check_finite_logits(logits, batch_ids, f"of {images.data.root}")
         ids += batch_ids
         labels.append(batch["label"].numpy())
         probs.append(logits.float().softmax(-1).double().cpu().numpy())

@@ -93,12 +93,19 @@ def _confidence(
     masked = images * scaled[:, None].to(images.dtype)
     with eval_no_grad(model):
         logits = _logits(model, torch.cat([images, masked]), batch_size)
-    probs = torch.softmax(logits.float(), dim=1)
     if targets is None:
-        targets = probs[:b].argmax(1)
+        targets = logits[:b].argmax(1)
     targets = targets.to(images.device).long()
+    y, o = _class_probs(logits[:b], logits[b:], targets)
+    return y, o, targets
+
+
+def _class_probs(clean: Tensor, masked: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """``(y_c, o_c)``: softmax probability of each explained class on the clean and on the
+    masked batch (the two logit batches softmaxed together, in float32)."""
+    probs = torch.softmax(torch.cat([clean, masked.to(clean.device)]).float(), dim=1)
     both = probs.gather(1, targets.repeat(2)[:, None]).squeeze(1)
-    return both[:b], both[b:], targets
+    return both[: clean.shape[0]], both[clean.shape[0] :]
 
 
 def masked_confidence(
@@ -186,11 +193,14 @@ def _coherency(
     scaled: Tensor,
     targets: Tensor,
     method: SaliencyFn,
-) -> Tensor:
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(Coh, images ⊙ S, logits of the method's forward on it)``; the logits are None when
+    the method does not expose them as ``last_logits``."""
     masked = images * scaled[:, None].to(images.dtype)
     again = method(model, masked, targets)
     again_scaled, _ = minmax(again.to(scaled.device))
-    return ((pearson(scaled, again_scaled) + 1) / 2).to(working_dtype(scaled))
+    coh = ((pearson(scaled, again_scaled) + 1) / 2).to(working_dtype(scaled))
+    return coh, masked, getattr(method, "last_logits", None)
 
 
 def coherency(
@@ -219,7 +229,7 @@ def coherency(
         with eval_no_grad(model):
             targets = _logits(model, images, None).argmax(1)
     targets = targets.to(images.device).long()
-    coh = _coherency(model, images, scaled, targets, method)
+    coh, _, _ = _coherency(model, images, scaled, targets, method)
     return _nan_where(flat, coh)
 
 
@@ -287,17 +297,11 @@ def adcc_scores(
         raise ValueError(f"logits must be (B, K) with B = {b}, got {tuple(logits.shape)}")
     logits = logits.detach().to(images.device)
     targets = (logits.argmax(1) if targets is None else targets).to(images.device).long()
-    masked = images * scaled[:, None].to(images.dtype)
-    again = method(model, masked, targets)
-    masked_logits = getattr(method, "last_logits", None)
+    coh, masked, masked_logits = _coherency(model, images, scaled, targets, method)
     if masked_logits is None or masked_logits.shape != logits.shape:
         with eval_no_grad(model):
             masked_logits = _logits(model, masked, batch_size)
-    both = torch.softmax(torch.cat([logits, masked_logits.detach().to(logits.device)]).float(), 1)
-    both = both.gather(1, targets.repeat(2)[:, None]).squeeze(1)
-    y, o = both[:b], both[b:]
-    again_scaled, _ = minmax(again.to(scaled.device))
-    coh = ((pearson(scaled, again_scaled) + 1) / 2).to(working_dtype(scaled))
+    y, o = _class_probs(logits, masked_logits.detach(), targets)
     ad = _nan_where(flat, _average_drop(y, o))
     inc = _nan_where(flat, (o > y).float())
     coh = _nan_where(flat, coh)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from ..errors import SageError
 from ..saliency.methods import SaliencyMethod
 from .alignment import alignment_scores
+from .road import ROAD_NOISE, ROAD_PERCENTILES
 
 
 @dataclass
@@ -126,7 +127,7 @@ def faithfulness_set(ctx: MetricContext) -> dict[str, Tensor]:
 
 
 def _road(
-    ctx: MetricContext, percentiles=(20, 40, 60, 80), noise: float = 0.01, seed: int = 0
+    ctx: MetricContext, percentiles=ROAD_PERCENTILES, noise: float = ROAD_NOISE, seed: int = 0
 ) -> dict[str, Tensor]:
     key = ("road", tuple(percentiles), noise, seed)
     batch = ctx.cache.setdefault("_batch", {})
@@ -153,16 +154,17 @@ def _road(
 
 @register_metric_set("road")
 def road_set(
-    ctx: MetricContext, percentiles=(20, 40, 60, 80), noise: float = 0.01, seed: int = 0
+    ctx: MetricContext, percentiles=ROAD_PERCENTILES, noise: float = ROAD_NOISE, seed: int = 0
 ) -> dict[str, Tensor]:
     """ROAD MoRF / LeRF / combined (Rong et al. 2022) with noisy linear imputation (noise std
-    0.01 as in the paper, seeded per batch; ``noise=0``: the noise-free variant)."""
+    0.01 as in the paper, seeded, the same noise fields for every image; ``noise=0``: the
+    noise-free variant)."""
     return dict(_road(ctx, percentiles, noise, seed))
 
 
 @register_metric_set("arcc")
 def arcc_set(
-    ctx: MetricContext, percentiles=(20, 40, 60, 80), noise: float = 0.01, seed: int = 0
+    ctx: MetricContext, percentiles=ROAD_PERCENTILES, noise: float = ROAD_NOISE, seed: int = 0
 ) -> dict[str, Tensor]:
     """ARCC: harmonic mean of clip(2·ROAD, 0, 1), Coherency and 1 − Complexity."""
     from .road import arcc

@@ -188,8 +188,9 @@ class SageCallback(pl.Callback):
             self.probe = ProbeSet.load(images, self.per_class, self.seed)
         self._data, self._mean, self._std = data, dm.mean, dm.std
         self._lut = discriminative_parts(data, self.probe.frame)
-        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
-        self._last_epoch = max_epochs - 1 if trainer.max_epochs and trainer.max_epochs > 0 else None
+        bounded = bool(trainer.max_epochs and trainer.max_epochs > 0)
+        max_epochs = trainer.max_epochs if bounded else 1
+        self._last_epoch = max_epochs - 1 if bounded else None
         probe_epochs = [e for e in range(max_epochs - 1) if (e + 1) % self.every_n_epochs == 0]
         if self.end_cose and self.n_snapshots > 0 and probe_epochs:
             picks = np.linspace(0, len(probe_epochs) - 1, min(self.n_snapshots, len(probe_epochs)))
