@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import compose_config
 from sage.errors import SageError
 from sage.maskers import build_masker, list_maskers, mask_box
 from sage.maskers.yolov8_seg import select_driver
@@ -87,3 +88,53 @@ def test_select_driver_rules():
     assert select_driver(masks, boxes, "central") == 1
     with pytest.raises(SageError):
         select_driver(masks, boxes, "random")
+
+
+class _WritesMarker:
+    """Unpickling this runs ``exec``: what a crafted weights file would do."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+@pytest.fixture
+def fake_yolo(monkeypatch):
+    """ultralytics.YOLO replaced by a recorder: which file would have been unpickled."""
+    import ultralytics
+
+    handed = []
+    monkeypatch.setattr(ultralytics, "YOLO", lambda weights: handed.append(weights))
+    return handed
+
+
+def test_yolov8_seg_refuses_weights_that_need_full_unpickling(tmp_path, fake_yolo):
+    import torch
+
+    marker = tmp_path / "marker"
+    crafted = tmp_path / "yolov8s-seg.pt"
+    torch.save({"model": _WritesMarker(str(marker))}, crafted)
+    with pytest.raises(SageError) as err:
+        build_masker({"name": "yolov8_seg", "weights": str(crafted)})
+    message = str(err.value)
+    assert f"masker.weights={crafted} is not loadable with weights_only=True" in message
+    assert "set masker.trust_weights=true if you trust it" in message and "\n" not in message
+    assert not marker.exists() and fake_yolo == []  # nothing ran, nothing was handed on
+
+    # the user's opt-in hands the file to ultralytics unchecked
+    build_masker({"name": "yolov8_seg", "weights": str(crafted), "trust_weights": True})
+    assert fake_yolo == [str(crafted)]
+    assert not marker.exists()  # our check did not unpickle it either
+
+
+def test_yolov8_seg_passes_on_weights_only_files_without_opt_in(tmp_path, fake_yolo):
+    import torch
+
+    plain = tmp_path / "plain.pt"
+    torch.save({"model": {"w": torch.zeros(2)}}, plain)
+    build_masker({"name": "yolov8_seg", "weights": str(plain)})
+    assert fake_yolo == [str(plain)]
+    cfg = compose_config("prepare", tmp_path, ["masker=yolov8_seg"])
+    assert cfg.masker.trust_weights is False  # the default: refused unless the user opts in

@@ -1,8 +1,11 @@
 """``yolov8_seg`` masker: ultralytics YOLOv8-seg instance masks of COCO class 0 (person).
 
 Jocher et al., Ultralytics YOLOv8 (2023). Weights come from a local file
-(``masker.weights=/path/yolov8s-seg.pt``); nothing is downloaded. When several persons are
-found, the driver is chosen by ``select``:
+(``masker.weights=/path/yolov8s-seg.pt``); nothing is downloaded. Ultralytics unpickles that
+file in full (``torch.load(weights_only=False)``), which can run any code a crafted file
+carries, so a file that ``torch.load(..., weights_only=True)`` refuses is only handed on with
+``masker.trust_weights=true``. Genuine ultralytics ``.pt`` files pickle their model classes
+and need that opt-in. When several persons are found, the driver is chosen by ``select``:
 
 - ``largest`` (default): the person with the largest mask area — in a cabin camera the
   driver is the closest person;
@@ -40,6 +43,20 @@ def select_driver(masks: np.ndarray, boxes: np.ndarray, rule: str = "largest") -
     return int(np.argmax(score))
 
 
+def check_weights_only(path: str | Path) -> None:
+    """A SageError unless ``path`` loads with ``torch.load(..., weights_only=True)``: the
+    restricted unpickler runs nothing a file names, so a crafted file is refused unopened."""
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError (not a torch file), ...
+        raise SageError(
+            f"masker.weights={path} is not loadable with weights_only=True (it needs full "
+            "unpickling, which can run code); set masker.trust_weights=true if you trust it"
+        ) from err
+
+
 @register_masker("yolov8_seg")
 class YoloSegMasker:
     name = "yolov8_seg"
@@ -52,6 +69,7 @@ class YoloSegMasker:
         imgsz: int = 640,
         batch_size: int = 16,
         device: str | None = None,
+        trust_weights: bool = False,
     ) -> None:
         if select not in SELECT_RULES:
             raise SageError(f"masker.select must be one of {SELECT_RULES}, got {select!r}")
@@ -66,6 +84,8 @@ class YoloSegMasker:
                 f"YOLOv8-seg weights {weights} not found; put yolov8s-seg.pt there "
                 "(Ultralytics assets release) or pass masker.weights=/path/yolov8s-seg.pt"
             )
+        if not str(weights).endswith((".yaml", ".yml")) and not trust_weights:
+            check_weights_only(weights)
         from ultralytics import YOLO  # heavy import, only when this masker is used
 
         self.model = YOLO(str(weights))
