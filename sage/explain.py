@@ -96,11 +96,28 @@ def _spurious_mosaics(per_image: pd.DataFrame, data: PreparedDataset, out: Path,
         )
 
 
+def trained_on(hparams: dict, ckpt: Path) -> PreparedDataset:
+    """The prepared dataset checkpoint ``ckpt`` was trained on (recorded in the checkpoint)."""
+    root = hparams.get("prepared_dataset")
+    if not root:
+        raise SageError(
+            f"checkpoint {ckpt} does not record the data it was trained on (made before SAGE "
+            "recorded it); name the data: dataset=<config>, e.g. dataset=synth_sf3d/full"
+        )
+    if not Path(root).is_dir():
+        raise SageError(
+            f"the data checkpoint {ckpt} was trained on, {root}, is gone; prepare it again "
+            "and name it: dataset=<config>"
+        )
+    return PreparedDataset.open(root)
+
+
 def load_checkpoint_and_data(
     cfg: DictConfig, out: Path
 ) -> tuple[Path, str, torch.nn.Module, dict, dict, PreparedDataset]:
     """``(ckpt, model_run, net, hparams, dataset config, PreparedDataset)`` for
-    ``cfg.checkpoint`` on ``cfg.dataset``; the classes must match (shared by every mode)."""
+    ``cfg.checkpoint`` on ``cfg.dataset``, or when no ``dataset=`` is given on the exact
+    prepared data the checkpoint was trained on; the classes must match (every mode)."""
     if not cfg.get("checkpoint"):
         raise SageError("explain needs checkpoint=<path to .ckpt or MLflow run id>")
     ckpt, model_run = resolve_checkpoint(
@@ -111,8 +128,13 @@ def load_checkpoint_and_data(
         cfg.logger.experiment_name,
     )
     net, hparams = load_classifier(ckpt)
-    ds = OmegaConf.to_container(cfg.dataset, resolve=True)
-    data = PreparedDataset.open(ensure_prepared(ds))
+    if cfg.get("dataset"):
+        ds = OmegaConf.to_container(cfg.dataset, resolve=True)
+        data = PreparedDataset.open(ensure_prepared(ds))
+    else:
+        data = trained_on(hparams, ckpt)
+        ds = {"name": data.summary.get("dataset", data.root.name), **data.summary.get("config", {})}
+        ds["variant"] = data.summary.get("variant", ds.get("variant"))
     if data.classes != list(hparams["class_names"]):
         raise SageError(
             f"checkpoint classes {hparams['class_names']} differ from {data.root}'s {data.classes}"

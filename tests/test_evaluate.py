@@ -139,7 +139,8 @@ def test_cell_predictions_are_the_models_and_metrics_agree(study, grid):
     # the same probabilities from the checkpoint by hand (the run's best checkpoint)
     ckpt = next((study / "train_bbox/checkpoints").glob("best*.ckpt"))
     net, hparams = load_classifier(ckpt)
-    data = PreparedDataset.open(study / "outputs/data/prepared/synth-driver100-bbox")
+    (link,) = (study / "outputs/data/prepared").glob("synth-driver100-bbox-*")
+    data = PreparedDataset.open(link)
     spec = get_backbone_spec(hparams["backbone"])
     tf = image_transform(hparams["image_size"], spec.mean, spec.std)
     with Image.open(data.image_path(pred.image_id[0])) as im:

@@ -29,7 +29,6 @@ def _explain(compose_cfg, checkpoint, *extra):
     cfg = compose_cfg(
         "explain",
         [
-            *TINY_SYNTH,
             f"checkpoint={checkpoint}",
             "cam=[gradcam,saliency,half]",
             "progress=false",

@@ -250,7 +250,6 @@ def test_explain_mode_neurons_end_to_end(compose_cfg, checkpoint, tmp_path):
     cfg = compose_cfg(
         "explain",
         [
-            *TINY_SYNTH,
             f"checkpoint={checkpoint}",
             "mode=neurons",
             "progress=false",

@@ -238,7 +238,6 @@ def test_callback_numbers_equal_explain_on_the_same_probe_and_weights(tmp_path, 
         "explain",
         [
             f"paths.root_dir={tmp_path}",
-            *TINY_SYNTH,
             f"checkpoint={run.info.run_id}",
             "checkpoint_select=last",
             "split=val",

@@ -6,6 +6,7 @@ callbacks can join everything they compute back to meta.csv by ``image_id``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from torchvision.transforms import v2
 
 from ..errors import SageError
 from .prepared import PreparedDataset
+
+log = logging.getLogger(__name__)
 
 
 def image_transform(
@@ -103,11 +106,22 @@ class PreparedDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         sampler: str = "none",
         augment: bool = False,
+        allow_gaps: bool = False,
     ) -> None:
         super().__init__()
         if sampler not in ("none", "weighted"):
             raise ValueError(f"data.sampler must be 'none' or 'weighted', got {sampler!r}")
         self.data = PreparedDataset.open(root, hint="run `python -m sage.prepare` first")
+        # A class without training images still gets a head row, trained only to lose: the
+        # model silently never predicts it. Refuse unless the user says it is intended.
+        gaps = self.data.gaps()
+        if gaps and not allow_gaps:
+            raise SageError(
+                f"prepared dataset {self.data.root}: {'; '.join(gaps)}; fix the split or "
+                "mapping, or train anyway with data.allow_gaps=true"
+            )
+        for gap in gaps:
+            log.warning("training on %s although %s (data.allow_gaps=true)", self.data.root, gap)
         self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.sampler, self.augment = sampler, augment
@@ -116,6 +130,14 @@ class PreparedDataModule(pl.LightningDataModule):
     @property
     def classes(self) -> list[str]:
         return self.data.classes
+
+    def state_dict(self) -> dict[str, str]:
+        """Saved in every checkpoint: the (immutable) prepared directory the model was trained
+        on, so explain can default to exactly that data."""
+        return {"prepared_dataset": str(self.data.root)}
+
+    def load_state_dict(self, state_dict: dict[str, str]) -> None:
+        """Nothing to restore: the data is chosen by the config (resume uses the same)."""
 
     def dataset(self, split: str, with_masks: bool = False) -> PreparedImages:
         key = f"{split}{'+masks' if with_masks else ''}"

@@ -1,15 +1,17 @@
 """The prepare step: raw layout -> labels -> splits -> one masker pass -> four variants (§2.3).
 
 Each call writes a new timestamped run directory and then moves the canonical
-``<prepared_root>/<dataset>-<variant>`` symlinks to it, so a prepared dataset is never
-modified after it is written and re-running prepare is safe. Every image the masker cannot
-segment (or that cannot be decoded) is left out of *all* variants, so they share image_ids
-and splits, and is listed in ``summary.json`` with the reason.
+``<prepared_root>/<dataset>-<variant>`` symlinks to it (SynthDrivers: ``...-<settings key>``,
+one link per generator/split/mapping setting, see :mod:`.synth_settings`), so a prepared
+dataset is never modified after it is written and re-running prepare is safe. Every image
+the masker cannot segment (or that cannot be decoded) is left out of *all* variants, so they
+share image_ids and splits, and is listed in ``summary.json`` with the reason.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -26,11 +28,14 @@ from ..maskers import Masker, build_masker, mask_box
 from ..plots.mosaics import class_distribution, class_mosaic
 from .annotations import mask_polygon, via_entry, yolo_box_line, yolo_polygon_line
 from .labels import load_mapping
-from .prepared import META_COLUMNS, SPLITS, dataset_dirname
+from .prepared import META_COLUMNS, SPLITS, dataset_dirname, split_gaps
 from .readers import read_raw, source_labels
 from .splits import assign_splits
-from .synth import SynthConfig, generate
+from .synth import generate
+from .synth_settings import prepared_key, raw_dir, synth_config
 from .variants import IMAGENET_FILL, VARIANTS, Sample, make_variants
+
+log = logging.getLogger(__name__)
 
 MAX_EXAMPLES = 20  # paths listed per skip reason in summary.json
 MOSAIC_EXAMPLES = 4
@@ -39,16 +44,8 @@ MOSAIC_EXAMPLES = 4
 def ensure_raw(ds: Mapping) -> Path:
     """The raw root of dataset config ``ds``; SynthDrivers are generated (cached) on demand."""
     raw_root = Path(ds["raw_root"])
-    synth = ds.get("synth")
-    if synth:
-        try:
-            cfg = SynthConfig(**dict(synth))
-        except (TypeError, ValueError) as err:
-            raise SageError(f"dataset.synth: {err}") from err
-        root = generate(raw_root.parent, cfg)
-        if root != raw_root:
-            raise SageError(f"dataset.raw_root={raw_root} must end in the domain name {cfg.domain}")
-        return root
+    if ds.get("synth"):
+        return generate(raw_dir(ds), synth_config(ds))
     if not raw_root.is_dir():
         raise SageError(
             f"data root {raw_root} does not exist (dataset {ds['name']}); "
@@ -285,11 +282,17 @@ def prepare_dataset(
     classes = mapping.classes
     names = [mapping.unified[c] for c in classes]
     links = {}
+    key = prepared_key(ds)
     legend = Path(f"{raw_root}_parts") / "legend.json"  # part names travel with the parts
+    summary["gaps"] = split_gaps(rows, classes)
+    for gap in summary["gaps"]:
+        log.warning(
+            "prepared %s: %s (training will refuse it unless data.allow_gaps=true)", ds["name"], gap
+        )
     for variant, writer in writers.items():
         writer.finish(rows, classes, names, summary)
         if legend.is_file():
             shutil.copyfile(legend, writer.out / "parts" / "legend.json")
-        links[variant] = prepared_root / dataset_dirname(ds["name"], variant)
+        links[variant] = prepared_root / dataset_dirname(ds["name"], variant, key)
         _point_symlink(links[variant], writer.out)
     return links

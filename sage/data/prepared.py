@@ -31,9 +31,27 @@ META_COLUMNS = [
 ]
 
 
-def dataset_dirname(name: str, variant: str) -> str:
-    """Canonical directory name ``<dataset>-<variant>``."""
-    return f"{name}-{variant}"
+def dataset_dirname(name: str, variant: str, key: str | None = None) -> str:
+    """Canonical directory name ``<dataset>-<variant>`` (``-<key>`` for generated data, whose
+    every setting has a directory of its own)."""
+    return f"{name}-{variant}" + (f"-{key}" if key else "")
+
+
+def split_gaps(meta: pd.DataFrame, classes: list[str]) -> list[str]:
+    """Empty splits, and classes without images in a split, of meta.csv rows ``meta``
+    (``"split 'val' is empty"``, ``"class c7 has no train images"``)."""
+    counts = meta.groupby(["split", "label"]).size()
+    found = []
+    for split in SPLITS:
+        if split not in counts.index.get_level_values(0):
+            found.append(f"split {split!r} is empty")
+            continue
+        found += [
+            f"class {c} has no {split} images"
+            for i, c in enumerate(classes)
+            if (split, i) not in counts.index
+        ]
+    return found
 
 
 @dataclass(frozen=True)
@@ -87,6 +105,10 @@ class PreparedDataset:
         if not path.exists():
             raise SageError(f"{path} does not exist")
         return [line for line in path.read_text().splitlines() if line]
+
+    def gaps(self) -> list[str]:
+        """What this dataset lacks for training (see :func:`split_gaps`)."""
+        return split_gaps(self.meta, self.classes)
 
     def split_frame(self, split: str) -> pd.DataFrame:
         """meta.csv rows of ``split`` in index order; an empty split is an error."""

@@ -172,4 +172,6 @@ def load_classifier(
         raise SageError(
             f"checkpoint {path} does not fit backbone {hparams['backbone']!r}: {err}"
         ) from err
-    return net.eval(), dict(hparams)
+    # the datamodule's state (PreparedDataModule.state_dict): the data the model was trained on
+    data_state = ckpt.get("PreparedDataModule") or {}
+    return net.eval(), {**hparams, **data_state}
