@@ -17,6 +17,7 @@ over the split in batches and writes, under an MLflow run of its own
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from .data.ensure import ensure_prepared
 from .data.prepared import PreparedDataset
 from .errors import SageError
 from .explain_batch import discriminative_parts, explain_batch, ground_truth
+from .explain_meta import meta_evaluate, provide_ground_truth
 from .metrics.alignment import EA_NAMES, rank_spurious_candidates
 from .metrics.suite import check_metric_sets, pooled_set
 from .models import get_backbone_spec
@@ -48,6 +50,8 @@ from .tracking.checkpoints import resolve_checkpoint
 from .tracking.run_record import git_commit
 from .tracking.store import experiment_for
 from .training.classifier import load_classifier
+
+log = logging.getLogger(__name__)
 
 MOSAIC_PER_SIDE = 3
 
@@ -94,6 +98,38 @@ def _spurious_mosaics(per_image: pd.DataFrame, data: PreparedDataset, out: Path,
             out / "mosaics" / f"{method}_spurious_candidates.png",
             f"{method}: lowest Δ density (fg)",
         )
+
+
+def _meta_stage(
+    net: torch.nn.Module,
+    methods: dict,
+    per_image: pd.DataFrame,
+    loader: DataLoader,
+    metric_sets: dict,
+    options: dict,
+    out: Path,
+    *,
+    num_classes: int,
+    **score_options,
+) -> dict[str, float]:
+    """Write ``meta_validity.csv`` (and the perturbed/randomised models' per-image tables);
+    return its summary for MLflow."""
+    if not metric_sets:
+        raise SageError("metrics=[meta] scores other metric sets: add some, e.g. [alignment,meta]")
+    table, others = meta_evaluate(
+        net, methods, per_image, loader, metric_sets, num_classes, **options, **score_options
+    )
+    table.to_csv(out / "meta_validity.csv", index=False)
+    for name, frame in others.items():
+        frame.to_csv(out / f"metrics_{name}_model.csv", index=False)
+    flagged = table.loc[table.trivial_first, "metric"].tolist()
+    if flagged:
+        log.warning("metrics that rank a trivial baseline first: %s", ", ".join(flagged))
+    return {
+        "explain/meta/ordered_fraction": float(table.ordered.mean()),
+        "explain/meta/trivial_first": float(table.trivial_first.sum()),
+        "explain/meta/pair_accuracy": float(table.pair_accuracy.mean()),
+    }
 
 
 def trained_on(hparams: dict, ckpt: Path) -> PreparedDataset:
@@ -186,6 +222,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     keys = {"split": cfg.split, "variant": ds["variant"], "model_run": model_run}
 
     metric_sets = OmegaConf.to_container(cfg.metrics, resolve=True) if cfg.get("metrics") else {}
+    # meta-evaluation is not a per-batch set: it scores the others (and needs the answer key)
+    meta = metric_sets.pop("meta", None) if "meta" in metric_sets else False
+    if meta is not False and "ground_truth" not in methods:
+        methods["ground_truth"] = create_method("ground_truth")
     discriminative = discriminative_parts(data, images_ds.frame)
     check_metric_sets(metric_sets)
     token_frames, summaries, metric_frames, aggregates = [], [], [], {}
@@ -205,6 +245,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
             masks = batch["mask"].to(device)
             ids = list(batch["image_id"])
             parts = batch["parts"].to(device) if "parts" in batch else None
+            gt = ground_truth(parts, ids, discriminative)
+            provide_ground_truth(method, gt)
             res = explain_batch(
                 net,
                 method,
@@ -219,7 +261,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 pooled_model_level=key == first_method,  # RFS: once, with the first method
                 parts=parts,
                 part_names=data.part_names,
-                gt=ground_truth(parts, ids, discriminative) if metric_sets else None,
+                gt=gt,
                 cache=cache,
                 ids=ids,
             )
@@ -335,6 +377,25 @@ def run(cfg: DictConfig) -> dict[str, float]:
         aggregates.update(metric_aggregates(per_image))
         if "alignment" in metric_sets:
             _spurious_mosaics(per_image, data, out, size)
+        if meta is not False:
+            aggregates.update(
+                _meta_stage(
+                    net,
+                    methods,
+                    per_image,
+                    loader,
+                    metric_sets,
+                    meta or {},
+                    out,
+                    num_classes=len(data.classes),
+                    mean=spec.mean,
+                    std=spec.std,
+                    explain_true=cfg.targets == "true",
+                    discriminative=discriminative,
+                    part_names=data.part_names,
+                    progress=bool(cfg.progress),
+                )
+            )
     pooled_scores = {}
     for (owner, name), results in pooled.items():
         scores = pooled_set(name).aggregate(results)

@@ -96,3 +96,35 @@ class CentreGaussianMethod(BaselineMethod):
         x = (torch.arange(w, device=device) + 0.5) / w - 0.5
         g = torch.exp(-(y[:, None] ** 2 + x[None, :] ** 2) / (2 * self.sigma**2))
         return g.expand(b, h, w).clone()
+
+
+@register_method("ground_truth")
+class GroundTruthMethod(BaselineMethod):
+    """The answer key, not a saliency method: each image's discriminative parts (the hand
+    and object that define its activity in SynthDrivers' part masks) as a binary map.
+
+    Meta-evaluation scores it next to the real methods and the trivial baselines: a metric
+    that does not rank it first does not measure what it claims. The caller hands it each
+    batch's map with :meth:`provide` (explain does, from the part masks); the same map is
+    returned for every call on that batch, so Coherency's second call sees it again.
+    """
+
+    family = "reference"
+
+    def __init__(self, target_layers=None) -> None:
+        super().__init__(target_layers)
+        self._maps: Tensor | None = None
+
+    def provide(self, maps: Tensor | None) -> None:
+        """Set the (B, H, W) ground-truth maps of the next batch (None: this data has none)."""
+        self._maps = maps
+
+    def make(self, b: int, h: int, w: int, device: torch.device) -> Tensor:
+        if self._maps is None or tuple(self._maps.shape) != (b, h, w):
+            from ...errors import SageError
+
+            raise SageError(
+                "ground_truth needs the discriminative part masks of every image (SynthDrivers, "
+                "or a dataset with parts/legend.json listing 'discriminative' parts)"
+            )
+        return self._maps.float().to(device)

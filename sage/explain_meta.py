@@ -1,0 +1,126 @@
+"""explain.py's meta-evaluation stage (``metrics=[..., meta]``): the metrics of every method,
+the ground-truth map and the baselines on the same images, again on a slightly perturbed and
+on a randomised copy of the model, turned into the validity table of
+:mod:`sage.metrics.meta_evaluation`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .explain_batch import explain_batch, ground_truth
+from .metrics.meta_evaluation import perturbed_copy, tier_of, validity_table
+from .metrics.suite import is_pooled
+from .models import create_backbone
+from .saliency.methods import SaliencyMethod
+from .saliency.methods.baselines import GroundTruthMethod
+
+
+def provide_ground_truth(method: SaliencyMethod, gt: torch.Tensor | None) -> None:
+    """Hand the batch's ground-truth map to the ``ground_truth`` method (no-op for others)."""
+    if isinstance(method, GroundTruthMethod):
+        method.provide(gt)
+
+
+def score_model(
+    net: nn.Module,
+    methods: Mapping[str, SaliencyMethod],
+    loader: DataLoader,
+    metric_sets: Mapping[str, Any],
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    explain_true: bool,
+    discriminative: Mapping[str, np.ndarray],
+    part_names: Mapping[int, str],
+    desc: str,
+    progress: bool,
+) -> pd.DataFrame:
+    """Per-image metric columns (the non-pooled sets) of every method on ``net``."""
+    sets = {k: v for k, v in metric_sets.items() if not is_pooled(k)}
+    device = next(net.parameters()).device
+    frames = []
+    for key, method in methods.items():
+        for batch in tqdm(loader, desc=f"{desc} {key}", disable=not progress):
+            images, labels = batch["image"].to(device), batch["label"].to(device)
+            parts = batch["parts"].to(device) if "parts" in batch else None
+            ids = list(batch["image_id"])
+            gt = ground_truth(parts, ids, discriminative)
+            provide_ground_truth(method, gt)
+            res = explain_batch(
+                net,
+                method,
+                images,
+                labels,
+                batch["mask"].to(device),
+                grids=[],
+                mean=mean,
+                std=std,
+                explain_true=explain_true,
+                metric_sets=sets,
+                pooled_model_level=False,
+                parts=parts,
+                part_names=part_names,
+                gt=gt,
+                ids=ids,
+                where=f" ({desc})",
+            )
+            frames.append(
+                pd.DataFrame(
+                    {"image_id": ids, "method": key}
+                    | {c: v.detach().cpu().numpy() for c, v in res.columns.items()}
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def meta_evaluate(
+    net: nn.Module,
+    methods: Mapping[str, SaliencyMethod],
+    per_image: pd.DataFrame,
+    loader: DataLoader,
+    metric_sets: Mapping[str, Any],
+    num_classes: int,
+    *,
+    perturbation: float = 0.01,
+    model_checks: bool = True,
+    n_boot: int = 1000,
+    seed: int = 0,
+    **score_options: Any,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The validity table, and the per-image tables of the perturbed and randomised models."""
+    tiers = {key: tier_of(key, m.family) for key, m in methods.items()}
+    others: dict[str, pd.DataFrame] = {}
+    if model_checks:
+        twins = {"perturbed": perturbed_copy(net, perturbation, seed)}
+        backbone = getattr(net, "sage_backbone", None)
+        if backbone is not None:  # the architecture with fresh random weights, seeded
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                twins["randomised"] = create_backbone(backbone, num_classes)
+        device = next(net.parameters()).device
+        for name, twin in twins.items():
+            others[name] = score_model(
+                twin.to(device).eval(),
+                methods,
+                loader,
+                metric_sets,
+                desc=f"meta {name}",
+                **score_options,
+            )
+    table = validity_table(
+        per_image,
+        tiers,
+        perturbed=others.get("perturbed"),
+        randomised=others.get("randomised"),
+        n_boot=n_boot,
+        seed=seed,
+    )
+    return table, others
