@@ -80,9 +80,12 @@ def compute_metric_sets(
 def check_metric_sets(sets: Mapping[str, Any]) -> None:
     unknown = sorted(set(sets) - set(_SETS) - set(_POOLED))
     if unknown:
-        raise SageError(
-            f"unknown metric sets {unknown}; available: {', '.join(list_metric_sets())}"
-        )
+        import difflib  # only on this error path (and this function is the only user)
+
+        valid = list_metric_sets()
+        close = [m for u in unknown for m in difflib.get_close_matches(u, valid, n=1)]
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise SageError(f"unknown metric sets {unknown}{hint}; available: {', '.join(valid)}")
 
 
 @register_metric_set("alignment")

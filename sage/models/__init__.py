@@ -3,17 +3,20 @@
 from . import small_cnn, timm_zoo, torchvision_zoo  # noqa: F401  (registration side effects)
 from .registry import (
     BackboneSpec,
+    LayerNotFoundError,
     create_backbone,
     get_backbone_spec,
     list_backbones,
     register_backbone,
     resolve_layers,
 )
-from .weights import MissingWeightsError
+from .weights import MissingWeightsError, WeightsMismatchError
 
 __all__ = [
     "BackboneSpec",
+    "LayerNotFoundError",
     "MissingWeightsError",
+    "WeightsMismatchError",
     "create_backbone",
     "get_backbone_spec",
     "list_backbones",

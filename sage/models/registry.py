@@ -8,11 +8,14 @@ facts from the spec instead of special-casing architectures.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
+
+from ..errors import SageError, unknown_name
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -74,10 +77,8 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     prefix, sep, rest = name.partition("/")
     if sep and prefix in _PREFIX_RESOLVERS:
         return _PREFIX_RESOLVERS[prefix](rest)
-    raise KeyError(
-        f"unknown backbone {name!r}; registered: {', '.join(list_backbones())}; "
-        f"or any timm model as 'timm/<name>'"
-    )
+    # timm/<model> is an open family: listed last so the registered names come first
+    raise unknown_name("backbone", name, [*list_backbones(), "timm/<any timm model>"], limit=40)
 
 
 def create_backbone(
@@ -90,6 +91,9 @@ def create_backbone(
 
     ``pretrained`` loads ImageNet weights from the local torch/timm cache; ``weights`` loads
     them from a file instead. Nothing is downloaded: a missing file is an error naming it.
+    Every loaded weight is kept, the classifier too when its class count is ``num_classes``;
+    a classifier with another class count is replaced by a new head (logged). Weights of
+    another architecture are a :class:`~sage.models.weights.WeightsMismatchError`.
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -99,17 +103,45 @@ def create_backbone(
     return model
 
 
+class LayerNotFoundError(SageError, ValueError):
+    """A dotted layer path (``cam.<m>.target_layers``) that is not in the model."""
+
+
+def _children_names(module: nn.Module) -> list[str]:
+    names = [name for name, _ in module.named_children()]
+    if isinstance(module, nn.Sequential | nn.ModuleList) and names:
+        # index paths: say how far they go instead of listing every index
+        return [f"0..{len(names) - 1} (or -1..-{len(names)})"]
+    return names
+
+
 def resolve_layers(model: nn.Module, paths: tuple[str, ...] | list[str]) -> list[nn.Module]:
-    """Modules at dotted ``paths`` (negative indices allowed, e.g. ``blocks.-1.norm1``)."""
+    """Modules at dotted ``paths`` (negative indices allowed, e.g. ``blocks.-1.norm1``).
+
+    A path that is not in the model is a :class:`LayerNotFoundError` naming the valid children
+    of the module where it failed (with the closest one for a typo), not a stack trace.
+    """
     layers = []
     for path in paths:
-        module = model
-        for part in path.split("."):
+        module, done = model, []
+        for part in str(path).split("."):
             try:
                 module = module[int(part)] if part.lstrip("-").isdigit() else getattr(module, part)
-            except (AttributeError, IndexError, TypeError) as err:
-                raise ValueError(
-                    f"layer {path!r} not found in {type(model).__name__} (failed at {part!r})"
+            except (AttributeError, IndexError, KeyError, TypeError) as err:
+                where = ".".join(done) or "the model"
+                valid = _children_names(module)
+                close = difflib.get_close_matches(part, valid, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                shown = ", ".join(valid[:20]) + (" ..." if len(valid) > 20 else "")
+                raise LayerNotFoundError(
+                    f"layer {path!r} not found in {type(model).__name__}: {where} has no "
+                    f"{part!r}{hint}; its children: {shown or 'none'}"
                 ) from err
+            if not isinstance(module, nn.Module):  # e.g. a tensor attribute or a method
+                raise LayerNotFoundError(
+                    f"layer {path!r} of {type(model).__name__} is a "
+                    f"{type(module).__name__}, not a module"
+                )
+            done.append(part)
         layers.append(module)
     return layers

@@ -12,7 +12,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from .registry import BackboneSpec, register_backbone
-from .weights import load_into, load_state_dict
+from .weights import MissingWeightsError, load_into, load_state_dict
 
 
 def _block(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
@@ -48,11 +48,11 @@ class SmallCNN(nn.Module):
 def _build(num_classes: int, pretrained: bool, weights: str | Path | None) -> nn.Module:
     model = SmallCNN(num_classes)
     if pretrained and weights is None:
-        raise ValueError(
+        raise MissingWeightsError(
             "small_cnn has no ImageNet weights; pass model.weights=PATH or no pretraining"
         )
     if weights is not None:
-        load_into(model, load_state_dict(weights), str(weights))
+        load_into(model, load_state_dict(weights), str(weights), heads=("classifier",))
     return model
 
 

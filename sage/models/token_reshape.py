@@ -1,7 +1,10 @@
 """Token models: turn a (B, prefix + P*Q, C) token tensor back into a (B, C, P, Q) map.
 
 The patch grid and the number of prefix tokens (class, distillation, register tokens) are
-read from the model, never hard-coded to 14x14, so any input size and ViT variant works.
+read from the model, never hard-coded to 14x14, so any input size and ViT variant works. A
+model built with ``dynamic_img_size`` (timm_zoo) keeps its pretrained ``grid_size`` while the
+token count follows the input (36 tokens, a 6x6 grid, at 96 px with 16-pixel patches): the
+grid is then the square one of that many tokens (SAGE's inputs are square).
 """
 
 from __future__ import annotations

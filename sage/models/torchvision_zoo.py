@@ -7,40 +7,27 @@ Default CAM layer: the output of the last convolutional stage (pre-pooling).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torchvision
 from torch import nn
 from torchvision.models import get_model_weights
 
-from .registry import BackboneSpec, register_backbone, resolve_layers
+from .registry import BackboneSpec, register_backbone
 from .weights import hub_checkpoint_path, load_into, load_state_dict
-
-
-def _set_module(model: nn.Module, path: str, new: nn.Module) -> None:
-    parent_path, _, leaf = path.rpartition(".")
-    parent = resolve_layers(model, [parent_path])[0] if parent_path else model
-    if leaf.lstrip("-").isdigit():
-        parent[int(leaf)] = new
-    else:
-        setattr(parent, leaf, new)
-
-
-def _replace_classifier(model: nn.Module, path: str, num_classes: int) -> None:
-    old = resolve_layers(model, [path])[0]
-    if isinstance(old, nn.Linear):
-        new: nn.Module = nn.Linear(old.in_features, num_classes)
-    elif isinstance(old, nn.Conv2d):  # SqueezeNet classifies with a 1x1 conv
-        new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride)
-    else:
-        raise TypeError(f"cannot replace classifier {path!r} of type {type(old).__name__}")
-    _set_module(model, path, new)
 
 
 def _builder(arch: str, classifier: str):
     def build(num_classes: int, pretrained: bool, weights: str | Path | None) -> nn.Module:
-        kwargs = {"aux_logits": True, "init_weights": False} if arch == "inception_v3" else {}
-        model = torchvision.models.get_model(arch, weights=None, **kwargs)
+        # The auxiliary Inception head only matters for the original training recipe; leaving
+        # it out keeps forward() returning plain logits for every backbone (its weights in a
+        # file are skipped below). init_weights=False: torchvision's truncated-normal init is
+        # slow and the weights are either loaded or trained anyway.
+        kwargs = {"aux_logits": False, "init_weights": False} if arch == "inception_v3" else {}
+        # The head is built at num_classes directly: loading then keeps a checkpoint's head
+        # when its class count fits (load_into), instead of always replacing it.
+        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
         if pretrained or weights is not None:
             if weights is None:
                 url = get_model_weights(arch).DEFAULT.url
@@ -49,15 +36,14 @@ def _builder(arch: str, classifier: str):
                     f" (ImageNet weights of {arch}; copy {Path(url).name} from a machine "
                     f"with internet into {weights.parent}, or pass model.weights=PATH)"
                 )
+                # a new head on ImageNet weights is the usual fine-tuning start: info only
+                level = logging.INFO
             else:
-                hint = ""
-            load_into(model, load_state_dict(weights, hint=hint), str(weights))
-        if arch == "inception_v3":
-            # The auxiliary head only matters for the original training recipe; dropping it
-            # keeps forward() returning plain logits for every backbone.
-            model.aux_logits = False
-            model.AuxLogits = None
-        _replace_classifier(model, classifier, num_classes)
+                hint, level = "", logging.WARNING
+            state = load_state_dict(weights, hint=hint)
+            if arch == "inception_v3":
+                state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
+            load_into(model, state, str(weights), heads=(classifier,), head_log_level=level)
         # In-place ReLUs overwrite the activations that CAM hooks capture; the memory they
         # save is not worth wrong saliency maps.
         for module in model.modules():

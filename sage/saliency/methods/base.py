@@ -21,6 +21,7 @@ map, also inside Coherency (which calls the method again on ``x ⊙ S``). ``scor
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ...errors import SageError
+from ...errors import SageError, unknown_name
 from ...models import get_backbone_spec, resolve_layers
 
 _METHODS: dict[str, type[SaliencyMethod]] = {}
@@ -71,8 +72,17 @@ def create_method(name: str, scoring: str | None = None, **params: Any) -> Salie
     ``raw``; None keeps the method's default, see the module notes).
     """
     if name not in _METHODS:
-        raise SageError(f"unknown saliency method {name!r}; available: {', '.join(list_methods())}")
-    method = _METHODS[name](**params)
+        raise unknown_name("saliency method", name, list_methods(), limit=len(_METHODS))
+    cls = _METHODS[name]
+    try:  # a mistyped cam.<m>.<param> is a config error, not a TypeError deep in __init__
+        inspect.signature(cls).bind(**params)
+    except TypeError as err:
+        named = inspect.signature(cls).parameters.values()
+        accepted = [p.name for p in named if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        raise SageError(
+            f"saliency method {name!r}: {err}; its parameters: {', '.join(accepted)}, scoring"
+        ) from err
+    method = cls(**params)
     if scoring is not None:
         if scoring not in SCORINGS:
             raise SageError(f"{name}: scoring must be one of {SCORINGS}, got {scoring!r}")

@@ -17,6 +17,7 @@ grad-cam's.
 
 from __future__ import annotations
 
+import inspect
 from functools import cache
 from typing import Any, ClassVar
 
@@ -134,6 +135,19 @@ class CAMMethod(SaliencyMethod):
 
     def __init__(self, target_layers=None, **cam_kwargs: Any) -> None:
         super().__init__(target_layers)
+        # grad-cam would raise a TypeError only at the first batch; a mistyped
+        # cam.<m>.<option> is a config error, named now
+        accepted = [
+            p
+            for p in inspect.signature(self.cam_class).parameters
+            if p not in ("model", "target_layers", "reshape_transform")
+        ]
+        unknown = sorted(set(cam_kwargs) - set(accepted))
+        if unknown:
+            raise SageError(
+                f"saliency method {self.name!r}: unknown option(s) {unknown}; its options: "
+                f"{', '.join(['target_layers', *accepted, 'scoring'])}"
+            )
         self.cam_kwargs = cam_kwargs
 
     def build(self, model: nn.Module) -> BaseCAM:
