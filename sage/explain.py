@@ -377,6 +377,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         aggregates.update(metric_aggregates(per_image))
         if "alignment" in metric_sets:
             _spurious_mosaics(per_image, data, out, size)
+        if "randomisation" in metric_sets:  # the sanity checks' curves (Adebayo et al.)
+            from .plots.randomisation import plot_randomisation_figures
+
+            plot_randomisation_figures(per_image, out / "randomisation", hparams["backbone"])
         if meta is not False:
             aggregates.update(
                 _meta_stage(

@@ -93,8 +93,30 @@ class PreparedImages(Dataset):
         return item
 
 
+SHUFFLE_LABELS_SEED = 0  # fixed: every run with shuffle_labels sees the same permutation
+
+
+def shuffled_labels(frame: pd.DataFrame, seed: int = SHUFFLE_LABELS_SEED) -> pd.DataFrame:
+    """A copy of a split's frame whose ``label`` (and ``label_name``) column is permuted over the
+    images with a fixed seed: the same multiset of labels, no longer tied to the images (the
+    data randomisation test of Adebayo et al. 2018). Everything else stays with its image."""
+    perm = np.random.default_rng(seed).permutation(len(frame))
+    out = frame.copy()
+    for column in ("label", "label_name"):
+        if column in out:
+            out[column] = frame[column].to_numpy()[perm]
+    return out
+
+
 class PreparedDataModule(pl.LightningDataModule):
-    """Train/val/test loaders of one prepared dataset."""
+    """Train/val/test loaders of one prepared dataset.
+
+    ``shuffle_labels``: train on the train split's labels permuted over its images (fixed
+    seed; :func:`shuffled_labels`); val and test keep their true labels, so val accuracy then
+    measures how much of the memorised noise generalises — chance level (about 1/classes)
+    for a model that only memorised. This is the reference model of the data randomisation
+    sanity check (``metrics.randomisation.reference``).
+    """
 
     def __init__(
         self,
@@ -107,6 +129,7 @@ class PreparedDataModule(pl.LightningDataModule):
         sampler: str = "none",
         augment: bool = False,
         allow_gaps: bool = False,
+        shuffle_labels: bool = False,
     ) -> None:
         super().__init__()
         if sampler not in ("none", "weighted"):
@@ -125,6 +148,12 @@ class PreparedDataModule(pl.LightningDataModule):
         self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.sampler, self.augment = sampler, augment
+        self.shuffle_labels = shuffle_labels
+        if shuffle_labels:
+            log.warning(
+                "data.shuffle_labels=true: training on permuted labels (data randomisation "
+                "sanity check); val/test keep their true labels"
+            )
         self._sets: dict[str, PreparedImages] = {}
 
     @property
@@ -146,6 +175,8 @@ class PreparedDataModule(pl.LightningDataModule):
                 self.image_size, self.mean, self.std, self.augment and split == "train"
             )
             self._sets[key] = PreparedImages(self.data, split, tf, with_masks)
+            if self.shuffle_labels and split == "train":
+                self._sets[key].frame = shuffled_labels(self._sets[key].frame)
         return self._sets[key]
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:

@@ -55,9 +55,10 @@ def register_metric_set(name: str) -> Callable[[MetricSet], MetricSet]:
 
 
 # Sets that run the model on many perturbed inputs (ROAD's imputations, Coherency's second
-# saliency call, COSE's transforms, RFS's noise draws): they dominate the validation
-# callback's cost, which schedules them every few epochs (SageCallback.slow_every_n_epochs).
-PERTURBATION_SETS = frozenset({"road", "arcc", "faithfulness", "cose", "rfs"})
+# saliency call, COSE's transforms, RFS's noise draws, the randomised copies of the sanity
+# checks): they dominate the validation callback's cost, which schedules them every few
+# epochs (SageCallback.slow_every_n_epochs).
+PERTURBATION_SETS = frozenset({"road", "arcc", "faithfulness", "cose", "rfs", "randomisation"})
 
 
 def list_metric_sets() -> list[str]:
@@ -317,3 +318,59 @@ def _rfs_aggregate(results: list[Any]) -> dict[str, float]:
 
 _POOLED["cose"] = PooledSet(_cose_batch, _cose_aggregate)
 _POOLED["rfs"] = PooledSet(_rfs_batch, _rfs_aggregate, model_level=True)
+
+
+# ---------------------------------------------------------------- sanity checks (Adebayo et al.)
+
+
+@register_metric_set("randomisation")
+def randomisation_set(
+    ctx: MetricContext,
+    modes: list[str] | None = None,
+    layers: list[str] | None = None,
+    steps: int | None = 8,
+    similarities: list[str] | None = None,
+    topk: float = 10.0,
+    seed: int = 0,
+    reference: str | None = None,
+    reference_select: str = "best",
+    tracking_uri: str | None = None,
+) -> dict[str, Tensor]:
+    """Sanity checks of Adebayo et al. (2018): the maps of re-initialised copies of the model
+    (``mprt/<mode>/<k>_<layer>/<similarity>``, cascading from the logits down and one layer at
+    a time) and of a ``reference`` model trained on shuffled labels
+    (``data_randomisation/<similarity>``) against the trained model's maps. Similar maps =
+    the method ignores what the model learned (``sage/metrics/randomisation.py``)."""
+    from .randomisation import MODES, data_randomisation, load_reference, mprt
+    from .similarity import SIMILARITIES
+
+    sims = list(similarities) if similarities is not None else list(SIMILARITIES)
+    columns = mprt(
+        ctx.model,
+        ctx.method,
+        ctx.images,
+        ctx.targets,
+        ctx.maps,
+        modes=list(modes) if modes is not None else list(MODES),
+        layers=layers,
+        steps=steps,
+        similarities=sims,
+        topk=topk,
+        seed=seed,
+    )
+    if reference:
+        ref, _ = load_reference(reference, tracking_uri, reference_select)
+        ref = ref.to(ctx.images.device)
+        columns.update(
+            data_randomisation(
+                ctx.model,
+                ref,
+                ctx.method,
+                ctx.images,
+                ctx.targets,
+                ctx.maps,
+                similarities=sims,
+                topk=topk,
+            )
+        )
+    return columns

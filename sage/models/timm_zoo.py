@@ -18,11 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-
-# SAGE never downloads at run time. Hugging Face reads this when it is first imported (timm
-# imports it), so it is set before; HF_HUB_OFFLINE=0 in the environment still wins.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 from functools import cache
 from pathlib import Path
 
