@@ -16,6 +16,10 @@ where it does not (``benchmarks/peers/*``):
    Quantus ``PointingGame``, ``RelevanceMassAccuracy``, ``AttributionLocalisation``
    (``peers/quantus_localisation``);
 4. Integrated Gradients through SAGE vs captum directly (``peers/captum_ig``);
+4b. the catalogue (docs/metrics.md §12): sparseness, effective complexity, relevance rank
+   accuracy, top-k intersection, region perturbation (AOPC) and the Deletion curve vs Quantus
+   ``Sparseness``, ``EffectiveComplexity``, ``RelevanceRankAccuracy``, ``TopKIntersection``,
+   ``RegionPerturbation``, ``PixelFlipping`` (``peers/quantus_catalogue``);
 5. the validation callback's overhead on a training epoch (``peers/callback``);
 6. scaling: the GradCAM pipeline's cost per image at batch 1/8/32 × 64/128/224 px
    (``peers/scaling``).
@@ -42,12 +46,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peers import callback, captum_ig, gradcam_pipeline, quantus_localisation, road_arcc, scaling
+from peers import (
+    callback,
+    captum_ig,
+    gradcam_pipeline,
+    quantus_catalogue,
+    quantus_localisation,
+    road_arcc,
+    scaling,
+)
 from peers.common import Plan, Row, failed_row, make_setup
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("small_cnn", "resnet18", "efficientnet_b0")
-COMPARISONS = ("gradcam_pipeline", "road_arcc", "quantus", "ig")
+COMPARISONS = ("gradcam_pipeline", "road_arcc", "quantus", "ig", "catalogue")
 
 # (comparison, peer) as the table names them
 LABELS = {
@@ -61,6 +73,12 @@ LABELS = {
         "Quantus AttributionLocalisation",
     ),
     "integrated_gradients": ("Integrated Gradients", "captum IntegratedGradients"),
+    "sparseness": ("sparseness (Gini)", "Quantus Sparseness"),
+    "effective_complexity": ("effective complexity", "Quantus EffectiveComplexity"),
+    "rank_accuracy": ("relevance rank accuracy", "Quantus RelevanceRankAccuracy"),
+    "topk_intersection": ("top-k intersection", "Quantus TopKIntersection"),
+    "aopc_morf": ("region perturbation MoRF (AOPC)", "Quantus RegionPerturbation"),
+    "deletion": ("Deletion curve", "Quantus PixelFlipping"),
     "callback": ("validation callback ÷ training epoch", "— (no peer)"),
 }
 
@@ -91,6 +109,20 @@ DEFINITIONS = {
     "of `x_batch[2:]` (all but two images), so it is not used.",
     "integrated_gradients": "IG map per pixel. **Same definition** (captum inside SAGE): "
     "baseline 0, same steps and rule, channel sum; the ratio is SAGE's wrapper overhead.",
+    "sparseness": "Gini of |S| per image. **Matched**: Quantus `normalise=False` adds 1e-7 to "
+    "every value first. Catalogue rows: GradCAM maps + a 1e-6·max jitter given to both sides "
+    "(no ties, so rankings do not depend on np.argsort's tie order).",
+    "effective_complexity": "count of |S|/max|S| > 1e-5. **Matched**: Quantus is given "
+    "per-image max-scaled maps (its default scales by the batch maximum); SAGE's fraction × H·W.",
+    "rank_accuracy": "fraction of the |M| top pixels in the mask. **Same** without ties.",
+    "topk_intersection": "fraction of the top 2 % pixels in the mask. **Same** without ties.",
+    "aopc_morf": "MoRF drop curve f(x) − f(x_k), k = 1..16, 8² regions. **Same**: Quantus "
+    "`perturb_baseline=0.0` on the normalised input is SAGE's `mean` baseline; AOPC = Σ/(L+1) "
+    "(JSON `aopc`).",
+    "deletion": "Deletion curve, 16 steps of s pixels. **Same**: Quantus PixelFlipping flips s "
+    "input values per step (it requires s | H·W, so 3·s-value steps are impossible on RGB): its "
+    "point 3j (j·s whole pixels, the channels of a pixel tie) is SAGE's point j; baseline 0.0 = "
+    "SAGE's `mean`. Quantus evaluates 3× the points (in its time); SAGE's Deletion alone timed.",
     "callback": "no peer library has a training-time saliency callback. The ratio is the "
     "callback's own seconds (`val_sage/seconds`) over the rest of the same epoch (training + "
     "validation), both from one epoch of the run with the callback; the cross-run ratio "
@@ -216,6 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "road_arcc": lambda s=setup: road_arcc.compare(s, args.road_images),
             "quantus": lambda s=setup: quantus_localisation.compare(s),
             "ig": lambda s=setup: captum_ig.compare(s, args.ig_images, args.ig_steps),
+            "catalogue": lambda s=setup: quantus_catalogue.compare(s),
         }
         for key in args.only:
             _log(f"{name}: {key}", t0)
@@ -302,6 +335,7 @@ def _extras(extra: dict[str, float]) -> str:
         "default_abs_gap": "Quantus default abs=True",
         "maps_with_tied_max": "tied maxima",
         "max_abs_map": "max |map|",
+        "aopc": "AOPC",
     }
     parts = []
     for k, v in extra.items():

@@ -374,3 +374,11 @@ def randomisation_set(
             )
         )
     return columns
+
+
+# The catalogue sets (deletion/insertion, AOPC, faithfulness correlation, robustness,
+# sparseness, mask ranking) register themselves on import; the model-running ones join the
+# perturbation sets.
+from . import catalogue_sets  # noqa: E402
+
+PERTURBATION_SETS = PERTURBATION_SETS | catalogue_sets.PERTURBATION_SETS
