@@ -30,6 +30,16 @@ def test_every_dataset_composes(compose_cfg, option):
     assert {"name", "reader", "mapping", "raw_root", "prepared_root", "split"} <= set(ds)
 
 
+def test_every_registered_backbone_is_a_model_option(compose_cfg):
+    """The README lists the registry: each entry is selectable as ``model=<name>``."""
+    from sage.models import list_backbones
+
+    assert set(list_backbones()) <= set(_options("model"))
+    for name in list_backbones():
+        model = compose_cfg("train", [f"model={name}"]).model
+        assert model.name == name and model.pretrained is False and model.weights is None
+
+
 @pytest.mark.parametrize(
     "group", ["model", "optimizer", "scheduler", "trainer", "callbacks", "logger", "debug"]
 )
