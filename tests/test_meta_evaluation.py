@@ -27,6 +27,8 @@ def test_directions():
     assert direction("iou/head") is None  # a single part: depends on the class
     assert direction("average_drop") == -1 and direction("road/morf") == -1
     assert direction("road") == 1 and direction("unknown_metric") is None
+    assert direction("deletion") == -1 and direction("aopc/morf") == 1
+    assert direction("rank_accuracy/fg") == 1 and direction("topk_intersection/spurious") == -1
     assert arrow("complexity") == "↓" and arrow("adcc") == "↑" and arrow("iou/head") == ""
 
 

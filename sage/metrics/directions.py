@@ -34,6 +34,19 @@ _BY_NAME: dict[str, int] = {
     "road": HIGHER,
     "arcc": HIGHER,
     "cosine_gt": HIGHER,
+    # the faithfulness / robustness / complexity catalogue
+    "deletion": LOWER,
+    "insertion": HIGHER,
+    "aopc/morf": HIGHER,
+    "aopc/lerf": LOWER,
+    "aopc/gap": HIGHER,
+    "faithfulness_correlation": HIGHER,
+    "infidelity": LOWER,
+    "max_sensitivity": LOWER,
+    "sparseness": HIGHER,
+    "effective_complexity": LOWER,
+    "rank_accuracy": HIGHER,  # per region, like alignment
+    "topk_intersection": HIGHER,
 }
 
 # region suffix -> sign applied to an alignment metric measured on it
@@ -53,7 +66,7 @@ def direction(column: str) -> int | None:
     if column in _BY_NAME:
         return _BY_NAME[column]
     name, _, region = column.rpartition("/")
-    if name in _BY_NAME and name not in ("road",) and region:
+    if name in _BY_NAME and name not in ("road", "aopc") and region:
         sign = _REGION_SIGN.get(region)
         return None if sign is None else _BY_NAME[name] * sign
     return None
