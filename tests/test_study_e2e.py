@@ -44,9 +44,12 @@ def test_study_runs_end_to_end(tmp_path, capsys):
         "tokens_gradcam_4x4",
         "tokens_gradcam_8x8",
         "scatter",
+        "mprt_cascading",
+        "mprt_independent",
     ):
         assert any(name in s for s in shown), name
 
+    assert "Metric validity" in text and "pair_accuracy" in text  # the meta-evaluation table
     variants = list(cfg.study.variants)
     for result in findings["grid_results"].values():  # row i and column i: the same variant
         acc = pd.read_csv(Path(result["output_dir"]) / "grid" / "acc.csv", index_col=0)

@@ -178,6 +178,7 @@ def write_report(findings: dict[str, Any], out: Path, study) -> Path:
             d / "mosaics" / "gradcam_spurious_candidates.png",
             f"{name}/{variant}: lowest Δ density on the driver (spurious candidates)",
         )
+    _sanity_section(page, findings)
     page.h("Token grids (4×4 and 8×8) of an example image")
     for (name, variant), ex in (compared or list(findings["explains"].items()))[:2]:
         for path in _token_grids(Path(ex["output_dir"]), "gradcam", work):
@@ -201,6 +202,58 @@ def write_report(findings: dict[str, Any], out: Path, study) -> Path:
         page.figure(png, png.stem)
     shutil.rmtree(work)
     return page.write("SAGE study on SynthDrivers")
+
+
+def _sanity_section(page: _Page, findings: dict[str, Any]) -> None:
+    """The sanity checks of the first compared model: randomisation curves, metric validity."""
+    checked = [
+        (k, Path(v["output_dir"]))
+        for k, v in findings["explains"].items()
+        if (Path(v.get("output_dir", "")) / "meta_validity.csv").is_file()
+        or (Path(v.get("output_dir", "")) / "randomisation").is_dir()
+    ]
+    if not checked:
+        return
+    page.h("Sanity checks: do the maps depend on the model, do the metrics measure anything?")
+    for (name, variant), d in checked:
+        page.p(
+            f"Model-parameter randomisation (Adebayo et al. 2018) of the {name}/{variant} model: "
+            "similarity of each method's maps on 80 test images to its maps after re-"
+            "initialising the layers from the logits down (cascading) or one at a time "
+            "(independent). A method passes when its curve falls; the constant baseline "
+            "(ones_but_one) stays at 1 and fails by design."
+        )
+        for mode in ("cascading", "independent"):
+            page.figure(d / "randomisation" / f"mprt_{mode}.png", f"{name}/{variant}: {mode}")
+        validity = d / "meta_validity.csv"
+        if validity.is_file():
+            table = pd.read_csv(validity)
+            keep = [
+                "metric",
+                "direction",
+                "mean_ground_truth",
+                "mean_method",
+                "mean_baseline",
+                "best_map",
+                "ordered",
+                "pair_accuracy",
+                "pair_accuracy_lo",
+                "pair_accuracy_hi",
+                "noise_resilience",
+                "reactivity",
+            ]
+            page.p(
+                "Metric validity (meta-evaluation, docs/metrics.md §14): each metric scores the "
+                "ground-truth map (the parts that define the activity), the real methods and "
+                "trivial baselines. A valid metric orders them ground truth > methods > "
+                "baselines (ordered), orders image pairs correctly (pair accuracy with 95 % "
+                "bootstrap interval), barely moves when the weights get 1 % noise "
+                "(noise_resilience, in units of the metric's spread) and moves when they are "
+                "randomised (reactivity). Metrics whose best map is a trivial baseline: "
+                + (", ".join(table.loc[table.trivial_first, "metric"]) or "none")
+                + "."
+            )
+            page.table(table[keep].round(3).set_index("metric"))
 
 
 def _runs(findings: dict[str, Any]) -> dict:

@@ -278,6 +278,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         deep = name == first_name and variant in cfg.study.compare
         methods = list(cfg.study.methods) if deep else ["gradcam"]
         metrics = list(cfg.study.metrics) if deep else ["alignment", "arcc", "rfs"]
+        if deep and variant == cfg.study.compare[0] and cfg.study.get("sanity"):
+            methods += list(cfg.study.get("baselines") or [])
+            metrics += list(cfg.study.sanity)
         explains[(name, variant)] = study.timed(
             f"explain {name}/{variant}", study.explain, run_id, f"{source}/full", methods, metrics
         )
