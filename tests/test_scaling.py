@@ -184,6 +184,37 @@ def test_parallel_local_sweep_logs_both_jobs_to_one_sqlite_experiment(tmp_path, 
 
 
 @pytest.mark.slow
+def test_submitit_local_sweep_runs_both_jobs_through_submitit(tmp_path, data_dir):
+    """``hydra/launcher=submitit_local``: the submitit launcher's own path (pickled jobs,
+    one process each, results read back) on this machine, as on SLURM without sbatch."""
+    pytest.importorskip(
+        "hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[dev]' (or '.[slurm]')"
+    )
+    result = _cli(
+        [
+            "train.py",
+            "-m",
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.timeout_min=10",
+            "seed=1,2",
+            *FAST,
+            f"paths.data_dir={data_dir}",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = _runs(tmp_path)
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert sorted(r.data.params["seed"] for r in runs) == ["1", "2"]
+    for run in runs:
+        assert {"val/acc", "test/acc", "val_sage/gradcam/fg_mass"} <= set(run.data.metrics)
+    (sweep,) = (tmp_path / "outputs/multiruns/train").iterdir()
+    # submitit ran each job from its pickle and pickled its result back
+    assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 2
+    assert len(list(sweep.glob("[01]/checkpoints/last*.ckpt"))) == 2
+
+
+@pytest.mark.slow
 def test_cpu_ddp_two_processes_make_one_run(tmp_path, data_dir):
     result = _cli(
         [
