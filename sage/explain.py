@@ -45,6 +45,7 @@ from .plots.ranking import ranking_mosaic
 from .plots.tokens import plot_token_grid
 from .saliency.compare import method_agreement
 from .saliency.methods import create_method
+from .saliency.methods.transformer import resolve_grids
 from .saliency.tokens import tokens_to_frame
 from .tracking.checkpoints import resolve_checkpoint
 from .tracking.run_record import git_commit
@@ -210,7 +211,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         limit=cfg.get("limit"),
     )
     loader = DataLoader(images_ds, batch_size=int(cfg.batch_size), shuffle=False)
-    grids = [tuple(g) for g in cfg.grids]
+    grids = resolve_grids(cfg.grids, net, size)  # "model": one cell per ViT token
     methods = {
         key: create_method(**{k: v for k, v in OmegaConf.to_container(m, resolve=True).items()})
         for key, m in cfg.cam.items()

@@ -34,7 +34,12 @@ FAMILIES = {  # family: (model factory, input size giving a feature map of at le
     "torchvision": (lambda: create_backbone("resnet18", 4), 64),
     "vit": (_small_vit, 32),
 }
-UNSUPPORTED = {("fullgrad", "vit")}  # FullGrad needs convolution biases
+# FullGrad needs convolution biases; the attention methods need attention blocks
+UNSUPPORTED = {("fullgrad", "vit"): "token models"} | {
+    (m, f): "needs a model with attention blocks"
+    for m in list_methods("attention")
+    for f in ("small_cnn", "torchvision")
+}
 
 
 def _hooks(model: torch.nn.Module) -> int:
@@ -56,7 +61,7 @@ def test_method_on_family(name, family):
     if name == "ground_truth":  # the answer key is handed in per batch (explain does it)
         method.provide(torch.rand(2, size, size) > 0.5)
     if (name, family) in UNSUPPORTED:
-        with pytest.raises(SageError, match="token models"):
+        with pytest.raises(SageError, match=UNSUPPORTED[name, family]):
             method(model, images)
         return
     maps = method(model, images)
