@@ -1,15 +1,20 @@
-"""Shared behaviour of the Hydra entry points: config resolvers, user errors as one line."""
+"""Shared behaviour of the Hydra entry points: config resolvers; user errors and unwritable
+outputs as one line."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import secrets
+import sqlite3
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from .data.labels import MappingError
 from .errors import SageError
@@ -37,8 +42,37 @@ def run_suffix() -> str:
 OmegaConf.register_new_resolver("run_suffix", run_suffix, replace=True)
 
 
+# A full disk, a quota or a read-only/unwritable outputs/ is the user's to fix, not a bug.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+# SQLite reports the same conditions in its own words (the MLflow store is a SQLite file)
+_SQLITE_STORAGE = ("database or disk is full", "readonly database", "unable to open database")
+
+
+def storage_error(err: BaseException) -> str | None:
+    """One line for an error caused by storage that cannot be written (full, over quota,
+    read-only, no permission), found anywhere in ``err``'s cause/context chain; else None.
+
+    The chain matters: the OSError is often wrapped (Hydra's instantiate, MLflow's store) or
+    is the context of a second failure (Lightning closing the run on the same full disk).
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _STORAGE_ERRNOS:
+            where = f" to {err.filename}" if err.filename else ""
+            return f"cannot write{where} ({err.strerror or os.strerror(err.errno)})"
+        if isinstance(err, sqlite3.Error) and any(m in str(err) for m in _SQLITE_STORAGE):
+            return f"cannot write to the MLflow store ({err})"
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def one_line_errors(task: Callable[..., Any]) -> Callable[..., Any]:
-    """Print user errors as ``error: <message>`` and exit 1 (``SAGE_TRACEBACK=1`` to debug)."""
+    """Print user errors and storage that cannot be written (full disk, read-only or
+    unwritable ``outputs/``) as ``error: <message>`` and exit 1 (``SAGE_TRACEBACK=1`` to
+    debug). Runs the failure left open were closed as FAILED on the way (Lightning, the
+    ``mlflow.start_run`` blocks); a run whose closing write failed too is marked FAILED by
+    the next command (:mod:`sage.tracking.liveness`)."""
 
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -49,5 +83,36 @@ def one_line_errors(task: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
+        except Exception as err:
+            message = storage_error(err)
+            if message is None or os.environ.get("SAGE_TRACEBACK"):
+                raise
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(1)
 
     return wrapper
+
+
+class OutputDirCheck(Callback):
+    """Hydra callback: creates the run (or sweep) directory itself, so an unwritable
+    ``outputs/`` is one ``error:`` line instead of the traceback of Hydra's own ``mkdir``,
+    which runs before the task and :func:`one_line_errors`. Enabled in
+    ``conf/hydra/default.yaml`` (``hydra.callbacks``)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._make(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._make(config.hydra.sweep.dir)
+
+    @staticmethod
+    def _make(path: str) -> None:
+        try:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            message = storage_error(err)
+            if message is None or os.environ.get("SAGE_TRACEBACK"):
+                raise
+            # SystemExit passes Hydra's error report (it catches Exception only)
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(1)

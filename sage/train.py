@@ -2,16 +2,36 @@
 
 Called by the thin ``train.py`` Hydra entry point; tests call it directly with composed
 configs. Returns the final metrics so sweeps and tests can read them without MLflow.
+
+Run integrity:
+
+- the callbacks and the trainer are built before the MLflow run exists, so a config error
+  (``callbacks.sage.*``, ``trainer.*``) is one error line and leaves no run behind;
+- every checkpoint names its MLflow run and run directory (:class:`RunLink`): resuming with
+  ``ckpt_path=<checkpoint>`` continues that run (same run id, metric steps continuing) in that
+  directory (its checkpoints and the SAGE callback's weight snapshots), with the resumed config
+  logged as ``config/resume-<n>.yaml``;
+- a failure anywhere after the run is created closes it as FAILED with a ``sage.error`` tag.
 """
 
 from __future__ import annotations
 
+import copy
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import mlflow
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from .data.datamodule import PreparedDataModule
 from .data.ensure import ensure_prepared
@@ -19,10 +39,22 @@ from .errors import SageError
 from .models import create_backbone, get_backbone_spec
 from .models.fingerprint import count_parameters, model_fingerprint
 from .plots.confusion import plot_confusion
-from .tracking.run_record import git_commit, log_config, log_file, set_tags
+from .tracking.liveness import PID_TAG, claim_run, owner_alive
+from .tracking.run_record import (
+    RunLink,
+    git_commit,
+    log_config,
+    log_file,
+    read_run_link,
+    set_tags,
+)
 from .tracking.store import prepare_experiment
 from .training.classifier import ClassifierModule
 from .training.distributed import check_launch, unrepeated_loader
+
+# Lightning's own ckpt_path values (not files): passed through, no run to continue
+_LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")
+RESUMES_TAG = "sage.resumes"
 
 
 def _class_weights(dm: PreparedDataModule, mode: str | None) -> list[float] | None:
@@ -49,11 +81,120 @@ def build_datamodule(cfg: DictConfig) -> PreparedDataModule:
     return dm
 
 
+@dataclass(frozen=True)
+class _Resume:
+    """Where ``ckpt_path=`` came from: its MLflow run and run directory (when recorded)."""
+
+    checkpoint: Path
+    run_id: str | None
+    output_dir: Path | None
+
+
+def _resume_point(cfg: DictConfig) -> _Resume | None:
+    ref = cfg.get("ckpt_path")
+    if not ref or str(ref) in _LIGHTNING_CKPT_NAMES or str(ref).startswith("registry"):
+        return None
+    path = Path(str(ref)).expanduser()
+    if not path.is_file():
+        raise SageError(f"ckpt_path {path} does not exist")
+    link = read_run_link(path)
+    out = Path(link["output_dir"]) if link.get("output_dir") else None
+    if out is not None and not out.is_dir():
+        _note(f"run directory {out} of {path} is gone: resuming in a new directory")
+        out = None
+    return _Resume(path, link.get("mlflow_run_id"), out)
+
+
+def _note(message: str) -> None:
+    if rank_zero_only.rank == 0:
+        print(f"note: {message}", file=sys.stderr)
+
+
+def _resumable_run(tracking_uri: str | None, resume: _Resume) -> str | None:
+    """The checkpoint's MLflow run when this store holds it; None: resume in a new run."""
+    if resume.run_id is None:
+        _note(f"{resume.checkpoint} names no MLflow run (saved before runs were linked)")
+        return None
+    try:
+        run = mlflow.MlflowClient(tracking_uri=tracking_uri).get_run(resume.run_id)
+    except MlflowException:
+        run = None
+    if run is None or run.info.lifecycle_stage == "deleted":
+        _note(f"MLflow run {resume.run_id} of {resume.checkpoint} is not in {tracking_uri}")
+        return None
+    return run.info.run_id
+
+
+def _take_over(tracking_uri: str | None, run_id: str) -> int:
+    """Make this process the owner of the resumed run, unless a live process still is;
+    return how many times the run has now been resumed."""
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    run = client.get_run(run_id)
+    if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
+        alive = owner_alive(run.data.tags)
+        if alive:
+            raise SageError(
+                f"MLflow run {run_id} is still being trained by process "
+                f"{run.data.tags[PID_TAG]}: stop it before resuming"
+            )
+        if alive is None:
+            _note(f"MLflow run {run_id} is marked RUNNING elsewhere; continuing it here")
+    resumes = int(run.data.tags.get(RESUMES_TAG, "0")) + 1
+    claim_run(client, run_id)
+    client.set_tag(run_id, RESUMES_TAG, str(resumes))
+    return resumes
+
+
+def _instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``instantiate`` with a config mistake (unknown option, bad value) as one SageError
+    naming the config key, instead of Hydra's multi-line InstantiationException."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, SageError | TypeError | ValueError):
+            raise SageError(f"{key}: {cause}") from err
+        raise
+
+
+def _close_failed(run_id: str | None, tracking_uri: str | None, err: BaseException) -> None:
+    """Tag the run with the error and close it FAILED (unless Lightning already did).
+
+    Best effort: it runs while a failure propagates (often a full disk that fails these writes
+    too), and must not replace that failure; a run it cannot close is marked FAILED by the
+    next command's dead-run sweep once this process has exited.
+    """
+    if not run_id:
+        return
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    try:
+        client.set_tag(run_id, "sage.error", f"{type(err).__name__}: {err}"[:5000])
+        if client.get_run(run_id).info.status != RunStatus.to_string(RunStatus.FAILED):
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+    except Exception as close_err:  # never mask the original error
+        print(f"warning: could not mark MLflow run {run_id} FAILED: {close_err}", file=sys.stderr)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg.model`` on ``cfg.dataset``; test the best checkpoint; return final metrics."""
     pl.seed_everything(int(cfg.seed), workers=True)
+    resume = _resume_point(cfg)
+    if resume and resume.output_dir:
+        # the original run directory: its checkpoints and the SAGE callback's snapshots
+        # (Hydra's fresh run directory keeps only this invocation's .hydra/ and log)
+        cfg = copy.deepcopy(cfg)
+        cfg.paths.output_dir = str(resume.output_dir)
+    # Callbacks first, long before the store: they check their options on construction, and
+    # a config error must fail fast and leave no FAILED run. A preset (debug=fast) may tune a
+    # callback the user removed (callbacks=none): only entries naming a class are callbacks.
+    callbacks = [
+        _instantiate(c, f"callbacks.{name}")
+        for name, c in (cfg.get("callbacks") or {}).items()
+        if c and "_target_" in c
+    ]
+    callbacks.append(RunLink(cfg.paths.output_dir))
     Path(cfg.paths.outputs_dir).mkdir(parents=True, exist_ok=True)
-    # The backbone first: a missing weights file should fail before any data work.
+    # Then the backbone: a missing weights file should fail before any data work.
     net = create_backbone(
         cfg.model.name,
         int(cfg.dataset.num_classes),
@@ -71,33 +212,65 @@ def run(cfg: DictConfig) -> dict[str, float]:
         image_size=dm.image_size,
     )
     # parallel sweep jobs may open a fresh store together: create it and the experiment once
+    # (this also marks runs of dead processes of this host FAILED)
     lg = cfg.logger
-    if lg and lg.get("tracking_uri"):
-        prepare_experiment(lg.tracking_uri, lg.experiment_name, lg.get("artifact_location"))
-    logger = instantiate(cfg.logger)
-    # a preset (debug=fast) may tune a callback the user removed (callbacks=none): only the
-    # entries that still name a class are callbacks
-    callbacks = [
-        instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c
-    ]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    uri = lg.get("tracking_uri") if lg else None
+    if uri:
+        prepare_experiment(uri, lg.experiment_name, lg.get("artifact_location"))
+    run_id = _resumable_run(uri, resume) if resume else None
+    # MLFlowLogger creates its run lazily (first .experiment): none exists yet
+    logger = instantiate(cfg.logger, **({"run_id": run_id} if run_id else {}))
+    trainer: pl.Trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger)
     check_launch(trainer)
+    resumes = _take_over(uri, run_id) if run_id and trainer.is_global_zero else 0
+    if resumes:
+        _note(f"resuming MLflow run {run_id} in {cfg.paths.output_dir}")
+    opened: str | None = None
+    try:
+        if trainer.is_global_zero:  # the other DDP ranks' loggers never touch the store
+            opened = logger.run_id  # creates the run (first access)
+        _record_start(cfg, logger, dm, net, resume, resumes)
+        return _fit_and_test(cfg, trainer, logger, module, dm, net)
+    except BaseException as err:
+        _close_failed(opened, uri, err)
+        raise
 
-    log_config(logger, cfg)
-    set_tags(
-        logger,
-        {
-            "stage": cfg.task_name,
-            "model": cfg.model.name,
-            "dataset": cfg.dataset.name,
-            "variant": cfg.dataset.variant,
-            "num_classes": len(dm.classes),
-            "seed": cfg.seed,
-            "git_commit": git_commit(cfg.paths.root_dir),
-            "prepared_dataset": str(dm.data.root),
-            "params": count_parameters(net),
-        },
-    )
+
+def _record_start(
+    cfg: DictConfig,
+    logger: MLFlowLogger,
+    dm: PreparedDataModule,
+    net: torch.nn.Module,
+    resume: _Resume | None,
+    resumes: int,
+) -> None:
+    """Config and provenance tags; a resumed run keeps its config and gains the new one as
+    ``config/resume-<n>.yaml``."""
+    log_config(logger, cfg, f"config/resume-{resumes}.yaml" if resumes else "config/config.yaml")
+    tags = {
+        "stage": cfg.task_name,
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "variant": cfg.dataset.variant,
+        "num_classes": len(dm.classes),
+        "seed": cfg.seed,
+        "git_commit": git_commit(cfg.paths.root_dir),
+        "prepared_dataset": str(dm.data.root),
+        "params": count_parameters(net),
+    }
+    if resume:
+        tags["resumed_from"] = str(resume.checkpoint)
+    set_tags(logger, tags)
+
+
+def _fit_and_test(
+    cfg: DictConfig,
+    trainer: pl.Trainer,
+    logger: MLFlowLogger,
+    module: ClassifierModule,
+    dm: PreparedDataModule,
+    net: torch.nn.Module,
+) -> dict[str, float]:
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     set_tags(logger, {"model_fingerprint_final": model_fingerprint(net)})

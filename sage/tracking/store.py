@@ -8,6 +8,9 @@ serialises that first use with a file lock next to the database (local SQLite), 
 experiment created concurrently by another job (any store, including a tracking server) as
 found. Runs themselves never collide: each job writes its own run id and artifact directory.
 
+Opening a store is also where a command looks for runs left RUNNING by a dead process of this
+host and marks them FAILED (:func:`sage.tracking.liveness.sweep_once`, once per process).
+
 Against a tracking server (``http(s)://``) the experiment is created without the config's
 local ``artifact_location``: the server decides where artifacts go (``mlflow server
 --serve-artifacts --artifacts-destination ...``), so clients on other machines upload to it
@@ -24,6 +27,8 @@ from typing import Any
 import mlflow
 from filelock import FileLock
 from mlflow.exceptions import MlflowException
+
+from .liveness import sweep_once
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -47,8 +52,17 @@ def prepare_experiment(
 ) -> str:
     """Id of experiment ``name`` in ``tracking_uri``, creating the store and experiment if needed.
 
-    Safe to call from many processes at once; cheap when both already exist.
+    Safe to call from many processes at once; cheap when both already exist. The first call
+    of a process for a store also marks the store's dead runs of this host FAILED.
     """
+    experiment_id = _ensure_experiment(tracking_uri, name, artifact_location, attempts)
+    sweep_once(tracking_uri)
+    return experiment_id
+
+
+def _ensure_experiment(
+    tracking_uri: str, name: str, artifact_location: str | None, attempts: int
+) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         artifact_location = None
     with _store_lock(tracking_uri):

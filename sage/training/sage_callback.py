@@ -35,6 +35,7 @@ is small; other ranks skip it and continue); nothing is gathered.
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 import time
@@ -52,10 +53,12 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 from ..data.datamodule import PreparedDataModule, PreparedImages, image_transform
+from ..data.prepared import SPLITS
 from ..errors import SageError
 from ..explain_batch import discriminative_parts, explain_batch, ground_truth
+from ..metrics import suite
 from ..metrics.alignment import EA_NAMES
-from ..metrics.suite import PERTURBATION_SETS, check_metric_sets, pooled_set
+from ..metrics.suite import PERTURBATION_SETS, check_metric_sets, is_pooled, pooled_set
 from ..metrics.transforms import sample_transforms
 from ..models import create_backbone
 from ..plots.probe_mosaic import probe_mosaic
@@ -89,6 +92,39 @@ def isolated(device: torch.device) -> Iterator[None]:
     finally:
         np.random.set_state(np_state)  # noqa: NPY002
         random.setstate(py_state)
+
+
+def _check_metric_options(metrics: Mapping[str, Any]) -> None:
+    """Each set's options against its function's keyword parameters."""
+    for name, options in metrics.items():
+        if options is not None and not isinstance(options, Mapping):
+            raise SageError(f"metrics.{name} must be a mapping of options")
+        # pooled sets take their options in the batch function, plain sets in the set itself
+        fn = pooled_set(name).batch if is_pooled(name) else suite._SETS[name]
+        params = inspect.signature(fn).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        known = [k for k in params if k != "ctx"]
+        unknown = sorted(set(options or {}) - set(known))
+        if unknown:
+            raise SageError(
+                f"metrics.{name}: unknown options {unknown}; "
+                f"{name} takes {', '.join(known) or 'no options'}"
+            )
+
+
+def _check_settings(per_class: Any, batch_size: Any, split: Any, grids: Any) -> None:
+    for key, value in (("per_class", per_class), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise SageError(f"{key} must be a positive integer, got {value!r}")
+    if split not in SPLITS:
+        raise SageError(f"split must be one of {SPLITS}, got {split!r}")
+    grids = _plain(grids)
+    if not all(
+        isinstance(g, Sequence) and len(g) == 2 and all(isinstance(x, int) and x > 0 for x in g)
+        for g in grids
+    ):
+        raise SageError(f"grids must be [rows, cols] pairs, got {grids!r}")
 
 
 def _mean(values: np.ndarray) -> float:
@@ -145,7 +181,12 @@ class SageCallback(pl.Callback):
             raise SageError("SageCallback needs at least one saliency method")
         self.method_params = {k: dict(v or {}) for k, v in methods.items()}
         self.metrics = {"alignment": {}, "arcc": {}} if metrics is None else dict(metrics)
+        # every option is checked here, at construction: train.py builds the callbacks before
+        # the MLflow run exists, so a config error costs no run (it used to surface at the
+        # first validation epoch, after the run was created, and leave it FAILED)
         check_metric_sets(self.metrics)
+        _check_metric_options(self.metrics)
+        _check_settings(per_class=per_class, batch_size=batch_size, split=split, grids=grids)
         self.methods: dict[str, SaliencyMethod] = {
             k: create_method(**({"name": k} | p)) for k, p in self.method_params.items()
         }
@@ -208,6 +249,17 @@ class SageCallback(pl.Callback):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"digest": self.probe.digest, "image_ids": self.probe.ids}))
             self._log_artifact(trainer, path, "val_sage")
+
+    # Checkpoint state: the weight snapshots saved so far. A fit resumed from a checkpoint
+    # (train.py ckpt_path=, which reuses the run directory) still compares the final model
+    # with the snapshots of the epochs before the interruption.
+    def state_dict(self) -> dict[str, Any]:
+        return {"snapshot_paths": {str(e): str(p) for e, p in self.snapshot_paths.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = {int(e): Path(p) for e, p in state_dict.get("snapshot_paths", {}).items()}
+        # a snapshot deleted or left behind in a moved directory is not used
+        self.snapshot_paths.update({e: p for e, p in saved.items() if p.is_file()})
 
     # ------------------------------------------------------------------ per epoch
 
