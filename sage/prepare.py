@@ -26,6 +26,7 @@ def run(cfg: DictConfig) -> dict[str, Path]:
         fill=list(cfg.prepare.fill),
         batch_size=cfg.prepare.batch_size,
         show_progress=cfg.prepare.progress,
+        workers=cfg.prepare.get("workers", "auto"),
     )
     for variant, path in out.items():
         summary = path / "summary.json"

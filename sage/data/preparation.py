@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -25,7 +30,6 @@ from tqdm import tqdm
 
 from ..errors import SageError
 from ..maskers import Masker, build_masker, mask_box
-from ..plots.mosaics import class_distribution, class_mosaic
 from .annotations import mask_polygon, via_entry, yolo_box_line, yolo_polygon_line
 from .labels import load_mapping
 from .prepared import META_COLUMNS, SPLITS, dataset_dirname, split_gaps
@@ -87,8 +91,113 @@ def _load_parts(path: object, shape: tuple[int, int]) -> np.ndarray | None:
     return parts
 
 
+def _write_variant(out: Path, variant: str, row, sample: Sample) -> tuple[str, dict, str, float]:
+    """Write one image of one variant (image, mask, parts, YOLO files) under ``out``; return
+    what the writer books: the VIA entry, the box and the foreground fraction. Runs in the
+    prepare workers; every file it writes belongs to this image alone."""
+    image_id = row.image_id
+    if variant == "full":  # keep the source bytes: no re-encoding loss
+        image_file = out / "images" / f"{image_id}{Path(row.source_path).suffix.lower()}"
+        shutil.copyfile(row.source_path, image_file)
+    else:  # PNG: a lossy codec would bleed the fill into the foreground edge
+        image_file = out / "images" / f"{image_id}.png"
+        Image.fromarray(sample.image).save(image_file)
+    Image.fromarray(sample.mask.astype(np.uint8) * 255).save(out / "masks" / f"{image_id}.png")
+    if sample.parts is not None:
+        Image.fromarray(sample.parts).save(out / "parts" / f"{image_id}.png")
+    box, shape = mask_box(sample.mask), sample.mask.shape
+    polygon = mask_polygon(sample.mask)
+    (out / "annotations/yolo" / f"{image_id}.txt").write_text(yolo_box_line(box, shape))
+    if len(polygon) >= 3:
+        (out / "annotations/yolo_seg" / f"{image_id}.txt").write_text(
+            yolo_polygon_line(polygon, shape)
+        )
+    key, entry = via_entry(image_file.name, image_file.stat().st_size, box, polygon, row.label_name)
+    return key, entry, " ".join(map(str, box)), float(sample.mask.mean())
+
+
+def _process_chunk(
+    rows: list,
+    masker: Masker | None = None,
+    *,
+    variants: tuple[str, ...],
+    margin: float,
+    fill: tuple[int, ...],
+    outs: Mapping[str, Path],
+) -> list[tuple]:
+    """Load, mask and write one chunk of images; return its events in order:
+    ``("skip", reason, path, detail)`` or ``("kept", index, image_id, {variant: record})``."""
+    masker = masker or _WORKER["masker"]
+    events: list[tuple] = []
+    chunk, images = [], []
+    for row in rows:
+        try:
+            images.append(_load_rgb(row.source_path))
+            chunk.append(row)
+        except Exception as err:  # PIL raises many types for corrupt files
+            events.append(
+                ("skip", "corrupt_image", row.source_path, f"{type(err).__name__}: {err}")
+            )
+    results = masker(images, chunk) if chunk else []
+    for row, image, result in zip(chunk, images, results, strict=True):
+        if result.failure is not None:
+            reason, _, detail = result.failure.partition(": ")
+            events.append(("skip", f"masker_{reason}", row.source_path, detail))
+            continue
+        try:
+            parts = _load_parts(row.parts_path, image.shape[:2])
+        except Exception as err:
+            events.append(
+                ("skip", "bad_parts", str(row.parts_path), f"{type(err).__name__}: {err}")
+            )
+            continue
+        produced = make_variants(
+            Sample(image, result.mask, parts), result.box, variants, margin, fill
+        )
+        records = {v: _write_variant(outs[v], v, row, out) for v, out in produced.items()}
+        events.append(("kept", row.Index, row.image_id, records))
+    return events
+
+
+# The masker of a prepare worker process, built once from its config by _init_worker.
+_WORKER: dict[str, Masker] = {}
+
+
+def _init_worker(masker_cfg: Mapping) -> None:
+    _WORKER["masker"] = build_masker(dict(masker_cfg))
+
+
+def _n_workers(workers: int | str, n_images: int, masker_cfg: Mapping | None) -> int:
+    """Worker processes: ``auto`` uses every core for 256+ images (below that, starting the
+    workers costs more than it saves); a masker given as an object runs in this process."""
+    if masker_cfg is None:
+        return 1
+    if workers == "auto":
+        return min(os.cpu_count() or 1, 8) if n_images >= 256 else 1
+    if not isinstance(workers, int) or workers < 1:
+        raise SageError(f"prepare.workers must be a positive integer or 'auto', got {workers!r}")
+    return workers
+
+
+@contextmanager
+def _chunk_results(
+    work: Callable, chunks: list, masker: Masker, masker_cfg: Mapping | None, n_workers: int
+) -> Iterator[Iterator[list[tuple]]]:
+    """Each chunk's events, in chunk order: in this process or in ``n_workers`` processes.
+
+    Workers are spawned, not forked: the parent may hold torch/OpenMP threads (prepare runs
+    inside training on first use), which a forked child can deadlock on.
+    """
+    if n_workers <= 1:
+        yield (work(chunk, masker) for chunk in chunks)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(n_workers, ctx, _init_worker, (dict(masker_cfg),)) as pool:
+        yield pool.map(work, chunks)
+
+
 class _VariantWriter:
-    """Writes one variant's images, masks, parts and annotations; collects its meta rows."""
+    """One variant's output directory; books what :func:`_write_variant` wrote for each image."""
 
     def __init__(self, out: Path, variant: str) -> None:
         self.out, self.variant = out, variant
@@ -105,32 +214,12 @@ class _VariantWriter:
         self.fg_fraction: dict[str, float] = {}
         self.via: dict[str, dict] = {}
 
-    def write(self, row, sample: Sample) -> None:
-        image_id = row.image_id
-        if self.variant == "full":  # keep the source bytes: no re-encoding loss
-            image_file = self.out / "images" / f"{image_id}{Path(row.source_path).suffix.lower()}"
-            shutil.copyfile(row.source_path, image_file)
-        else:  # PNG: a lossy codec would bleed the fill into the foreground edge
-            image_file = self.out / "images" / f"{image_id}.png"
-            Image.fromarray(sample.image).save(image_file)
-        Image.fromarray(sample.mask.astype(np.uint8) * 255).save(
-            self.out / "masks" / f"{image_id}.png"
-        )
-        if sample.parts is not None:
-            Image.fromarray(sample.parts).save(self.out / "parts" / f"{image_id}.png")
-        box, shape = mask_box(sample.mask), sample.mask.shape
-        polygon = mask_polygon(sample.mask)
-        (self.out / "annotations/yolo" / f"{image_id}.txt").write_text(yolo_box_line(box, shape))
-        if len(polygon) >= 3:
-            (self.out / "annotations/yolo_seg" / f"{image_id}.txt").write_text(
-                yolo_polygon_line(polygon, shape)
-            )
-        key, entry = via_entry(
-            image_file.name, image_file.stat().st_size, box, polygon, row.label_name
-        )
+    def add(self, image_id: str, record: tuple[str, dict, str, float]) -> None:
+        """Book one written image (the record :func:`_write_variant` returned)."""
+        key, entry, box, fg_fraction = record
         self.via[key] = entry
-        self.bbox[image_id] = " ".join(map(str, box))
-        self.fg_fraction[image_id] = float(sample.mask.mean())
+        self.bbox[image_id] = box
+        self.fg_fraction[image_id] = fg_fraction
 
     def finish(
         self, rows: pd.DataFrame, classes: list[str], names: list[str], summary: dict
@@ -170,6 +259,8 @@ class _VariantWriter:
             )
         }
         title = f"{self.out.name} ({len(rows)} images)"
+        from ..plots.mosaics import class_distribution, class_mosaic  # matplotlib: not in workers
+
         class_mosaic(examples, self.out / "mosaics" / "classes.png", title, names=names)
         class_distribution(rows, self.out / "mosaics" / "distribution.png", title)
 
@@ -199,12 +290,15 @@ def prepare_dataset(
     batch_size: int = 32,
     run_name: str | None = None,
     show_progress: bool = True,
+    workers: int | str = "auto",
 ) -> dict[str, Path]:
     """Prepare dataset config ``ds`` in every variant; return ``{variant: canonical path}``.
 
     ``ds`` needs ``name``, ``reader``, ``raw_root``, ``mapping``, ``prepared_root`` and
     ``split`` (see ``conf/dataset``); ``reader_options`` and ``synth`` are optional. The masker
-    defaults to ``gt`` (masks shipped with the dataset).
+    defaults to ``gt`` (masks shipped with the dataset). ``workers``: processes that load,
+    mask and write images (``auto``: every core for 256+ images); the output is identical to
+    a serial run's.
     """
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown or not variants:
@@ -234,31 +328,30 @@ def prepare_dataset(
     writers = {v: _VariantWriter(run_dir / dataset_dirname(ds["name"], v), v) for v in variants}
     skips, kept = SkipLog(), []
     progress = tqdm(total=len(rows), desc=f"prepare {ds['name']}", disable=not show_progress)
-    for start in range(0, len(rows), batch_size):
-        chunk, images = [], []
-        for row in rows.iloc[start : start + batch_size].itertuples():
-            try:
-                images.append(_load_rgb(row.source_path))
-                chunk.append(row)
-            except Exception as err:  # PIL raises many types for corrupt files
-                skips.add("corrupt_image", row.source_path, f"{type(err).__name__}: {err}")
-        results = masker(images, chunk) if chunk else []
-        for row, image, result in zip(chunk, images, results, strict=True):
-            if result.failure is not None:
-                reason, _, detail = result.failure.partition(": ")
-                skips.add(f"masker_{reason}", row.source_path, detail)
-                continue
-            try:
-                parts = _load_parts(row.parts_path, image.shape[:2])
-            except Exception as err:
-                skips.add("bad_parts", str(row.parts_path), f"{type(err).__name__}: {err}")
-                continue
-            sample = Sample(image, result.mask, parts)
-            produced = make_variants(sample, result.box, tuple(variants), margin, tuple(fill))
-            for variant, out in produced.items():
-                writers[variant].write(row, out)
-            kept.append(row.Index)
-        progress.update(len(rows.iloc[start : start + batch_size]))
+    chunks = [
+        [SimpleNamespace(**row._asdict()) for row in rows.iloc[s : s + batch_size].itertuples()]
+        for s in range(0, len(rows), batch_size)
+    ]
+    n_workers = _n_workers(workers, len(rows), masker_cfg)
+    work = partial(
+        _process_chunk,
+        variants=tuple(variants),
+        margin=margin,
+        fill=tuple(fill),
+        outs={v: w.out for v, w in writers.items()},
+    )
+    # results come back in chunk order, so the output (and the skip log) is the serial one
+    with _chunk_results(work, chunks, masker, masker_cfg, n_workers) as results:
+        for chunk, events in zip(chunks, results, strict=True):
+            for event in events:
+                if event[0] == "skip":
+                    skips.add(*event[1:])
+                else:
+                    _, index, image_id, records = event
+                    for variant, record in records.items():
+                        writers[variant].add(image_id, record)
+                    kept.append(index)
+            progress.update(len(chunk))
     progress.close()
 
     rows = rows.loc[kept]

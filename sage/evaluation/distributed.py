@@ -40,6 +40,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import SageError
+from ..tracking.liveness import claim_run
 from ..tracking.run_record import git_commit
 from ..tracking.store import experiment_for
 from .grid import cells_frame, grid_key, markdown_table, matrices, write_grid
@@ -246,6 +247,8 @@ def assemble(cfg: DictConfig) -> dict[str, object]:
     }
     (out / "selection.json").write_text(json.dumps(selection, indent=1))
     with mlflow.start_run(**start) as parent_run:
+        if parent is not None:  # reopened: this process now owns it (dead-run sweeps)
+            claim_run(mlflow.MlflowClient(), parent_run.info.run_id)
         if parent is None:
             mlflow.set_tags({"stage": "evaluate", "level": "grid", "grid_key": key})
             mlflow.log_params(

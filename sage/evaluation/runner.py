@@ -36,6 +36,7 @@ from ..errors import SageError
 from ..models import get_backbone_spec
 from ..models.fingerprint import model_fingerprint
 from ..saliency.methods import SaliencyMethod, create_method
+from ..tracking.liveness import claim_run
 from ..tracking.run_record import git_commit
 from ..tracking.store import experiment_for
 from ..training.classifier import load_classifier
@@ -340,6 +341,8 @@ def run(cfg: DictConfig) -> dict[str, object]:
         }
     )
     with mlflow.start_run(**start) as parent_run:
+        if parent is not None:  # reopened: this process now owns it (dead-run sweeps)
+            claim_run(mlflow.MlflowClient(), parent_run.info.run_id)
         if parent is None:
             mlflow.set_tags({"stage": "evaluate", "level": "grid", "grid_key": key})
             mlflow.log_params(

@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..compose import compose_task
 from ..data.ensure import ensure_prepared
 from ..errors import SageError
+from ..tracking.liveness import process_tags
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -300,7 +301,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     parent = client.create_run(
         exp.experiment_id,
         run_name=f"study-{study.stamp}/{cfg.study.model}-synthdrivers-{study.size}",
-        tags={"stage": "study", "demo_size": study.size},
+        tags={"stage": "study", "demo_size": study.size, **process_tags()},
     )
     n_nested = study.nest(parent.info.run_id)
     report = write_report(findings, Path(cfg.study.report_dir), study)
