@@ -17,8 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from .data.labels import MappingError
-from .errors import SageError
-from .models import MissingWeightsError
+from .errors import MissingWeightsError, SageError
 
 USER_ERRORS = (SageError, MappingError, MissingWeightsError)
 

@@ -9,6 +9,11 @@ class SageError(Exception):
     """Bad input or configuration, with a message that names the culprit and the fix."""
 
 
+class MissingWeightsError(FileNotFoundError):
+    """Pretrained weights requested but not on disk (here, not with the models, so that
+    entry points can name it without importing torch)."""
+
+
 def check_finite_logits(logits, ids=None, where: str = "") -> None:
     """A SageError naming the images whose logits hold NaN or ±inf (NaN weights, a broken
     checkpoint), so no prediction or score is ever computed from them. ``logits``: (B, K)

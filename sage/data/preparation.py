@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from functools import partial
@@ -164,12 +164,15 @@ _WORKER: dict[str, Masker] = {}
 
 
 def _init_worker(masker_cfg: Mapping) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # the pool is the parallelism; OpenCV's own threads would oversubscribe
     _WORKER["masker"] = build_masker(dict(masker_cfg))
 
 
 def _n_workers(workers: int | str, n_images: int, masker_cfg: Mapping | None) -> int:
-    """Worker processes: ``auto`` uses every core for 256+ images (below that, starting the
-    workers costs more than it saves); a masker given as an object runs in this process."""
+    """Worker processes: ``auto`` is one per core for 256+ images (below that, starting them
+    costs more than it saves). A masker given as an object runs in this process."""
     if masker_cfg is None:
         return 1
     if workers == "auto":
@@ -180,20 +183,18 @@ def _n_workers(workers: int | str, n_images: int, masker_cfg: Mapping | None) ->
 
 
 @contextmanager
-def _chunk_results(
-    work: Callable, chunks: list, masker: Masker, masker_cfg: Mapping | None, n_workers: int
-) -> Iterator[Iterator[list[tuple]]]:
-    """Each chunk's events, in chunk order: in this process or in ``n_workers`` processes.
+def _pool(masker_cfg: Mapping | None, n_workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes for prepare, or ``None`` to work in this process.
 
-    Workers are spawned, not forked: the parent may hold torch/OpenMP threads (prepare runs
-    inside training on first use), which a forked child can deadlock on.
+    Spawned, not forked: the parent may hold torch/OpenMP threads (prepare runs inside
+    training on first use), which a forked child can deadlock on.
     """
     if n_workers <= 1:
-        yield (work(chunk, masker) for chunk in chunks)
+        yield None
         return
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(n_workers, ctx, _init_worker, (dict(masker_cfg),)) as pool:
-        yield pool.map(work, chunks)
+        yield pool
 
 
 class _VariantWriter:
@@ -297,7 +298,7 @@ def prepare_dataset(
     ``ds`` needs ``name``, ``reader``, ``raw_root``, ``mapping``, ``prepared_root`` and
     ``split`` (see ``conf/dataset``); ``reader_options`` and ``synth`` are optional. The masker
     defaults to ``gt`` (masks shipped with the dataset). ``workers``: processes that load,
-    mask and write images (``auto``: every core for 256+ images); the output is identical to
+    mask and write images (``auto``: one per core for 256+ images); the output is identical to
     a serial run's.
     """
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -341,7 +342,8 @@ def prepare_dataset(
         outs={v: w.out for v, w in writers.items()},
     )
     # results come back in chunk order, so the output (and the skip log) is the serial one
-    with _chunk_results(work, chunks, masker, masker_cfg, n_workers) as results:
+    with _pool(masker_cfg, n_workers) as pool:
+        results = pool.map(work, chunks) if pool else (work(chunk, masker) for chunk in chunks)
         for chunk, events in zip(chunks, results, strict=True):
             for event in events:
                 if event[0] == "skip":
@@ -352,40 +354,50 @@ def prepare_dataset(
                         writers[variant].add(image_id, record)
                     kept.append(index)
             progress.update(len(chunk))
-    progress.close()
+        progress.close()
 
-    rows = rows.loc[kept]
-    if rows.empty:
-        raise SageError(
-            f"no usable image in {raw_root} (masker {masker.name}); skipped: {skips.counts}"
-        )
-    summary = {
-        "dataset": ds["name"],
-        "raw_root": str(raw_root),
-        "reader": reader_report,
-        "mapping": {**mapping_report, "reverse": mapping.reverse},
-        "splits": split_report,
-        "masker": masker_cfg or {"name": masker.name},
-        "variant_options": {"margin": margin, "fill": list(fill)},
-        "skipped": skips.as_dict(),
-        "n_skipped": sum(skips.counts.values()),
-        "config": json.loads(json.dumps(dict(ds), default=str)),
-        "seed": ds["split"].get("seed", 0),
-    }
-    classes = mapping.classes
-    names = [mapping.unified[c] for c in classes]
-    links = {}
-    key = prepared_key(ds)
-    legend = Path(f"{raw_root}_parts") / "legend.json"  # part names travel with the parts
-    summary["gaps"] = split_gaps(rows, classes)
-    for gap in summary["gaps"]:
-        log.warning(
-            "prepared %s: %s (training will refuse it unless data.allow_gaps=true)", ds["name"], gap
-        )
-    for variant, writer in writers.items():
-        writer.finish(rows, classes, names, summary)
-        if legend.is_file():
-            shutil.copyfile(legend, writer.out / "parts" / "legend.json")
-        links[variant] = prepared_root / dataset_dirname(ds["name"], variant, key)
-        _point_symlink(links[variant], writer.out)
+        rows = rows.loc[kept]
+        if rows.empty:
+            raise SageError(
+                f"no usable image in {raw_root} (masker {masker.name}); skipped: {skips.counts}"
+            )
+        summary = {
+            "dataset": ds["name"],
+            "raw_root": str(raw_root),
+            "reader": reader_report,
+            "mapping": {**mapping_report, "reverse": mapping.reverse},
+            "splits": split_report,
+            "masker": masker_cfg or {"name": masker.name},
+            "variant_options": {"margin": margin, "fill": list(fill)},
+            "skipped": skips.as_dict(),
+            "n_skipped": sum(skips.counts.values()),
+            "config": json.loads(json.dumps(dict(ds), default=str)),
+            "seed": ds["split"].get("seed", 0),
+        }
+        classes = mapping.classes
+        names = [mapping.unified[c] for c in classes]
+        links = {}
+        key = prepared_key(ds)
+        legend = Path(f"{raw_root}_parts") / "legend.json"  # part names travel with the parts
+        summary["gaps"] = split_gaps(rows, classes)
+        for gap in summary["gaps"]:
+            log.warning(
+                "prepared %s: %s (training will refuse it unless data.allow_gaps=true)",
+                ds["name"],
+                gap,
+            )
+        # each variant's meta, index and mosaics: independent, so in the workers too
+        finishing = [
+            pool.submit(w.finish, rows, classes, names, summary) if pool else None
+            for w in writers.values()
+        ]
+        for (variant, writer), job in zip(writers.items(), finishing, strict=True):
+            if job is None:
+                writer.finish(rows, classes, names, summary)
+            else:
+                job.result()
+            if legend.is_file():
+                shutil.copyfile(legend, writer.out / "parts" / "legend.json")
+            links[variant] = prepared_root / dataset_dirname(ds["name"], variant, key)
+            _point_symlink(links[variant], writer.out)
     return links

@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import SageError
+from ..errors import MissingWeightsError, SageError
 from .base import MaskResult, register_masker
 
 PERSON = 0
@@ -70,10 +70,6 @@ class YoloSegMasker:
         device: str | None = None,
         trust_weights: bool = False,
     ) -> None:
-        # here, not at module level: importing sage.models pulls in torch and timm, seconds that
-        # every prepare worker process would pay although only this masker needs it
-        from ..models.weights import MissingWeightsError
-
         if select not in SELECT_RULES:
             raise SageError(f"masker.select must be one of {SELECT_RULES}, got {select!r}")
         if weights is None:

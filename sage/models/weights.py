@@ -20,14 +20,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import SageError
+from ..errors import MissingWeightsError, SageError
 from .registry import resolve_layers
 
 log = logging.getLogger(__name__)
-
-
-class MissingWeightsError(FileNotFoundError):
-    """Pretrained weights requested but not on disk."""
 
 
 class WeightsMismatchError(SageError, ValueError):
