@@ -35,6 +35,13 @@ EXPECTED_KEYS = {
     "relevance_mass",
     "attribution_localisation",
     "integrated_gradients",
+    # the faithfulness / complexity catalogue against Quantus
+    "sparseness",
+    "effective_complexity",
+    "rank_accuracy",
+    "topk_intersection",
+    "aopc_morf",
+    "deletion",
 }
 
 

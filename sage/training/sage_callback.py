@@ -15,7 +15,9 @@ method and logs to the run's loggers
 
 Cost (``benchmarks/callback_overhead.py``): the cheap sets (alignment, cosine; the maps,
 masses and tokens) run every probe epoch; the sets that run the model on many perturbed inputs
-(ROAD/ARCC, faithfulness, COSE, RFS: :data:`~sage.metrics.suite.PERTURBATION_SETS`) run every
+(ROAD/ARCC, faithfulness, COSE, RFS, the catalogue's deletion/insertion, pixel flipping,
+faithfulness correlation and robustness, the randomisation checks:
+:data:`~sage.metrics.suite.PERTURBATION_SETS`) run every
 ``slow_every_n_epochs`` epochs and always at the last epoch, so the final model always has
 every number. ``slow_every_n_epochs=1`` runs everything every epoch. At the end of fit one
 line reports the callback's total time and its share of the fit.
