@@ -108,7 +108,8 @@ DEFINITIONS = {
     "attribution as relevance (JSON `default_abs_gap`). Its `weighted=True` divides by the size "
     "of `x_batch[2:]` (all but two images), so it is not used.",
     "integrated_gradients": "IG map per pixel. **Same definition** (captum inside SAGE): "
-    "baseline 0, same steps and rule, channel sum; the ratio is SAGE's wrapper overhead.",
+    "baseline 0, same steps and rule, |channel sum| (the scored map); the ratio is SAGE's "
+    "wrapper overhead.",
     "sparseness": "Gini of |S| per image. **Matched**: Quantus `normalise=False` adds 1e-7 to "
     "every value first. Catalogue rows: GradCAM maps + a 1e-6·max jitter given to both sides "
     "(no ties, so rankings do not depend on np.argsort's tie order).",

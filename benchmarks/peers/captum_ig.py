@@ -38,7 +38,8 @@ def compare(setup: Setup, ig_images: int, n_steps: int) -> list[Row]:
         attr = IntegratedGradients(model).attribute(
             x, target=targets, n_steps=n_steps, internal_batch_size=internal
         )
-        out["peer"] = attr.detach().sum(1)
+        # SAGE scores a signed channel sum by magnitude (docs/metrics.md §1): the same here
+        out["peer"] = attr.detach().sum(1).abs()
 
     steps = {
         "floor": (floor_step(model, images, targets), k),
@@ -53,7 +54,7 @@ def compare(setup: Setup, ig_images: int, n_steps: int) -> list[Row]:
         max_abs_diff=max_abs_diff(a, b),
         n_images=k,
         definitions="same",
-        note=f"n_steps {n_steps}, baseline 0, channel sum; maps' max |value| {scale:.3g}.",
+        note=f"n_steps {n_steps}, baseline 0, |channel sum|; maps' max |value| {scale:.3g}.",
         extra={"max_abs_map": scale},
     )
     setting = {"batch": k, "size": s.size, "peer_images": k, "n_steps": n_steps}
