@@ -35,7 +35,7 @@ from .data.ensure import ensure_prepared
 from .data.prepared import PreparedDataset
 from .errors import SageError
 from .explain_batch import discriminative_parts, explain_batch, ground_truth
-from .explain_meta import meta_evaluate, provide_ground_truth
+from .explain_meta import meta_evaluate, provide_ground_truth, sets_for
 from .metrics.alignment import EA_NAMES, rank_spurious_candidates
 from .metrics.suite import check_metric_sets, pooled_set
 from .models import get_backbone_spec
@@ -258,7 +258,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 mean=spec.mean,
                 std=spec.std,
                 explain_true=cfg.targets == "true",
-                metric_sets=metric_sets,
+                metric_sets=sets_for(method, metric_sets),
                 pooled_model_level=key == first_method,  # RFS: once, with the first method
                 parts=parts,
                 part_names=data.part_names,

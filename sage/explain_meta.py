@@ -24,6 +24,16 @@ from .saliency.methods.baselines import GroundTruthMethod
 
 # metric sets whose columns say nothing about explanation quality (similarities of maps)
 NOT_SCORED = frozenset({"randomisation"})
+# sets the answer key cannot take part in: COSE explains transformed subsets of the batch,
+# and randomising the model cannot change a map that never depended on it
+NOT_FOR_GROUND_TRUTH = frozenset({"cose", "randomisation"})
+
+
+def sets_for(method: SaliencyMethod, metric_sets: Mapping[str, Any]) -> dict[str, Any]:
+    """The metric sets ``method`` is scored with (all of them, except for the answer key)."""
+    if isinstance(method, GroundTruthMethod):
+        return {k: v for k, v in metric_sets.items() if k not in NOT_FOR_GROUND_TRUTH}
+    return dict(metric_sets)
 
 
 def provide_ground_truth(method: SaliencyMethod, gt: torch.Tensor | None) -> None:
@@ -68,7 +78,7 @@ def score_model(
                 mean=mean,
                 std=std,
                 explain_true=explain_true,
-                metric_sets=sets,
+                metric_sets=sets_for(method, sets),
                 pooled_model_level=False,
                 parts=parts,
                 part_names=part_names,

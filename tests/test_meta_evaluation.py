@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,7 @@ def test_explain_meta_ranks_the_ground_truth_first_for_alignment(compose_cfg, ch
         [
             f"checkpoint={checkpoint}",
             "cam=[gradcam,ones_but_one,random]",
-            "metrics=[alignment,faithfulness,meta]",
+            "metrics=[alignment,faithfulness,cose,meta]",  # COSE: the answer key sits it out
             "metrics.meta.n_boot=200",
             "progress=false",
             "overlays=0",
@@ -134,4 +135,6 @@ def test_explain_meta_ranks_the_ground_truth_first_for_alignment(compose_cfg, ch
     for name in ("perturbed", "randomised"):
         assert (out / f"metrics_{name}_model.csv").exists()
     assert "ground_truth" in set(pd.read_csv(out / "metrics.csv").method)
+    pooled = json.loads((out / "pooled_metrics.json").read_text())
+    assert "explain/gradcam/cose" in pooled and "explain/ground_truth/cose" not in pooled
     assert 0 <= result["explain/meta/ordered_fraction"] <= 1

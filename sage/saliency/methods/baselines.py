@@ -120,11 +120,17 @@ class GroundTruthMethod(BaselineMethod):
         self._maps = maps
 
     def make(self, b: int, h: int, w: int, device: torch.device) -> Tensor:
-        if self._maps is None or tuple(self._maps.shape) != (b, h, w):
-            from ...errors import SageError
+        from ...errors import SageError
 
+        if self._maps is None:
             raise SageError(
                 "ground_truth needs the discriminative part masks of every image (SynthDrivers, "
                 "or a dataset with parts/legend.json listing 'discriminative' parts)"
+            )
+        if tuple(self._maps.shape) != (b, h, w):
+            raise SageError(
+                f"ground_truth holds maps of shape {tuple(self._maps.shape)} but was called on "
+                f"{(b, h, w)}: it can only re-score the batch it was given (metric sets that "
+                "explain other images, such as COSE's transformed subsets, cannot score it)"
             )
         return self._maps.float().to(device)
