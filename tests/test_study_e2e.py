@@ -50,6 +50,7 @@ def test_study_runs_end_to_end(tmp_path, capsys):
         assert any(name in s for s in shown), name
 
     assert "Metric validity" in text and "pair_accuracy" in text  # the meta-evaluation table
+    assert "Deletion AUC" in text and "Insertion AUC" in text and "ROAD MoRF" in text
     variants = list(cfg.study.variants)
     for result in findings["grid_results"].values():  # row i and column i: the same variant
         acc = pd.read_csv(Path(result["output_dir"]) / "grid" / "acc.csv", index_col=0)

@@ -202,6 +202,11 @@ class Study:
             f"dataset={dataset}",
             f"cam=[{','.join(methods)}]",
             f"metrics=[{','.join(metrics)}]",
+            *(
+                o
+                for o in self.cfg.study.get("metric_overrides") or []
+                if o.split("=")[0].split(".")[1] in metrics
+            ),
             f"limit={self.s.explain_limit}",
             "overlays=8",
             "progress=false",
