@@ -35,7 +35,7 @@ from .data.ensure import ensure_prepared
 from .data.prepared import PreparedDataset
 from .errors import SageError
 from .explain_batch import discriminative_parts, explain_batch, ground_truth
-from .explain_meta import meta_evaluate, provide_ground_truth, sets_for
+from .explain_meta import meta_evaluate
 from .metrics.alignment import EA_NAMES, rank_spurious_candidates
 from .metrics.suite import check_metric_sets, pooled_set
 from .models import get_backbone_spec
@@ -246,8 +246,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
             masks = batch["mask"].to(device)
             ids = list(batch["image_id"])
             parts = batch["parts"].to(device) if "parts" in batch else None
-            gt = ground_truth(parts, ids, discriminative)
-            provide_ground_truth(method, gt)
             res = explain_batch(
                 net,
                 method,
@@ -258,11 +256,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 mean=spec.mean,
                 std=spec.std,
                 explain_true=cfg.targets == "true",
-                metric_sets=sets_for(method, metric_sets),
+                metric_sets=metric_sets,
                 pooled_model_level=key == first_method,  # RFS: once, with the first method
                 parts=parts,
                 part_names=data.part_names,
-                gt=gt,
+                gt=ground_truth(parts, ids, discriminative),
                 cache=cache,
                 ids=ids,
             )

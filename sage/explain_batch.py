@@ -21,6 +21,7 @@ from .data.prepared import PreparedDataset
 from .errors import check_finite_logits
 from .metrics.suite import MetricContext, compute_metric_sets, is_pooled, pooled_set
 from .saliency.methods import SaliencyMethod
+from .saliency.methods.baselines import GroundTruthMethod
 from .saliency.normalize import SaliencyBatch, normalize_batch
 from .saliency.tokens import tokenize_grids
 
@@ -56,6 +57,11 @@ def ground_truth(
     for row, image_id in enumerate(ids):  # a lookup row per image; the pixels are gathered at once
         table[row, torch.as_tensor(lut[image_id], device=parts.device)] = True
     return table.gather(1, parts.long().flatten(1)).view_as(parts)
+
+
+# Metric sets the answer key (``ground_truth``) sits out: COSE explains transformed subsets
+# of the batch, and randomising the model cannot change a map that never depended on it.
+_NOT_FOR_GT = frozenset({"cose", "randomisation"})
 
 
 @dataclass
@@ -98,9 +104,14 @@ def explain_batch(
     Pooled sets (COSE, RFS) return their per-batch result in ``pooled``; model-level pooled
     sets (RFS) only when ``pooled_model_level`` (callers run them with one method).
     ``cache`` carries per-method state between batches (e.g. COSE's sampled transforms).
+    ``gt`` (the discriminative-part map) is also what the ``ground_truth`` method returns; that
+    method sits out COSE and the randomisation checks.
     Non-finite logits (NaN weights, a broken checkpoint) are a SageError naming the images
     (``ids``; ``where`` completes the message), never predictions or scores computed from them.
     """
+    if isinstance(method, GroundTruthMethod):  # the answer key is this batch's gt map
+        method.provide(gt)
+        metric_sets = {k: v for k, v in (metric_sets or {}).items() if k not in _NOT_FOR_GT}
     maps = method(net, images, labels if explain_true else None)
     logits = method.last_logits
     if logits is None:  # baselines run no forward; predictions still matter

@@ -20,26 +20,9 @@ from .metrics.meta_evaluation import perturbed_copy, tier_of, validity_table
 from .metrics.suite import is_pooled
 from .models import create_backbone
 from .saliency.methods import SaliencyMethod
-from .saliency.methods.baselines import GroundTruthMethod
 
 # metric sets whose columns say nothing about explanation quality (similarities of maps)
 NOT_SCORED = frozenset({"randomisation"})
-# sets the answer key cannot take part in: COSE explains transformed subsets of the batch,
-# and randomising the model cannot change a map that never depended on it
-NOT_FOR_GROUND_TRUTH = frozenset({"cose", "randomisation"})
-
-
-def sets_for(method: SaliencyMethod, metric_sets: Mapping[str, Any]) -> dict[str, Any]:
-    """The metric sets ``method`` is scored with (all of them, except for the answer key)."""
-    if isinstance(method, GroundTruthMethod):
-        return {k: v for k, v in metric_sets.items() if k not in NOT_FOR_GROUND_TRUTH}
-    return dict(metric_sets)
-
-
-def provide_ground_truth(method: SaliencyMethod, gt: torch.Tensor | None) -> None:
-    """Hand the batch's ground-truth map to the ``ground_truth`` method (no-op for others)."""
-    if isinstance(method, GroundTruthMethod):
-        method.provide(gt)
 
 
 def score_model(
@@ -66,8 +49,6 @@ def score_model(
             images, labels = batch["image"].to(device), batch["label"].to(device)
             parts = batch["parts"].to(device) if "parts" in batch else None
             ids = list(batch["image_id"])
-            gt = ground_truth(parts, ids, discriminative)
-            provide_ground_truth(method, gt)
             res = explain_batch(
                 net,
                 method,
@@ -78,11 +59,11 @@ def score_model(
                 mean=mean,
                 std=std,
                 explain_true=explain_true,
-                metric_sets=sets_for(method, sets),
+                metric_sets=sets,
                 pooled_model_level=False,
                 parts=parts,
                 part_names=part_names,
-                gt=gt,
+                gt=ground_truth(parts, ids, discriminative),
                 ids=ids,
                 where=f" ({desc})",
             )
