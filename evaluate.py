@@ -7,7 +7,7 @@ from sage.cli import one_line_errors
 from sage.evaluation import run
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path="sage/conf", config_name="evaluate")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     result = run(cfg)

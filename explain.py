@@ -7,7 +7,7 @@ from sage.cli import one_line_errors
 from sage.explain import run
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="explain")
+@hydra.main(version_base="1.3", config_path="sage/conf", config_name="explain")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     for key, value in run(cfg).items():

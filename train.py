@@ -7,7 +7,7 @@ from sage.cli import one_line_errors
 from sage.train import run
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="sage/conf", config_name="train")
 @one_line_errors
 def main(cfg: DictConfig) -> float | None:
     metrics = run(cfg)

@@ -96,7 +96,7 @@ class OutputDirCheck(Callback):
     """Hydra callback: creates the run (or sweep) directory itself, so an unwritable
     ``outputs/`` is one ``error:`` line instead of the traceback of Hydra's own ``mkdir``,
     which runs before the task and :func:`one_line_errors`. Enabled in
-    ``conf/hydra/default.yaml`` (``hydra.callbacks``)."""
+    ``sage/conf/hydra/default.yaml`` (``hydra.callbacks``)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._make(config.hydra.run.dir)

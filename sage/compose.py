@@ -1,4 +1,4 @@
-"""Compose a task's config (``conf/<task>.yaml`` + overrides) outside ``@hydra.main``.
+"""Compose a task's config (``sage/conf/<task>.yaml`` + overrides) outside ``@hydra.main``.
 
 The study runner and the tests run tasks in-process on configs composed this way; the
 ``hydra`` node is resolved first (so ``${hydra:...}`` interpolations work) and then removed,
@@ -17,13 +17,13 @@ from omegaconf import DictConfig, open_dict
 
 from . import cli  # noqa: F401  (registers the ${sage_root:} resolver)
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def compose_task(
     name: str, overrides: Sequence[str] = (), output_dir: str | Path | None = None
 ) -> DictConfig:
-    """``conf/<name>.yaml`` with ``overrides``; ``paths.output_dir`` set when given (an
+    """``sage/conf/<name>.yaml`` with ``overrides``; ``paths.output_dir`` set when given (an
     explicit ``paths.output_dir=`` among the overrides wins)."""
     extra = [f"paths.output_dir={output_dir}"] if output_dir is not None else []
     if GlobalHydra.instance().is_initialized():  # e.g. a previous compose that raised

@@ -34,7 +34,7 @@ def run(cfg: DictConfig) -> dict[str, Path]:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="prepare")
+@hydra.main(version_base="1.3", config_path="conf", config_name="prepare")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     run(cfg)

@@ -44,7 +44,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-OUT="${SAGE_ROOT:-$PWD}/outputs"  # where train.py writes too (SAGE_ROOT as in conf/paths)
+OUT="${SAGE_ROOT:-$PWD}/outputs"  # where train.py writes too (SAGE_ROOT as in sage/conf/paths)
 PIDFILE="$OUT/mlflow-server.pid"
 PGDATA_DIR="$OUT/postgres/data"
 PG_PORT="${SAGE_PG_PORT:-5433}"

@@ -47,7 +47,7 @@ from sage.metrics.suite import (
 )
 from sage.saliency.methods import create_method
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "metrics"
+CONF = Path(__file__).resolve().parents[1] / "sage" / "conf" / "metrics"
 SETS = (
     "deletion_insertion",
     "pixel_flipping",

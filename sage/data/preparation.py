@@ -296,7 +296,7 @@ def prepare_dataset(
     """Prepare dataset config ``ds`` in every variant; return ``{variant: canonical path}``.
 
     ``ds`` needs ``name``, ``reader``, ``raw_root``, ``mapping``, ``prepared_root`` and
-    ``split`` (see ``conf/dataset``); ``reader_options`` and ``synth`` are optional. The masker
+    ``split`` (see ``sage/conf/dataset``); ``reader_options`` and ``synth`` are optional. The masker
     defaults to ``gt`` (masks shipped with the dataset). ``workers``: processes that load,
     mask and write images (``auto``: one per core for 256+ images); the output is identical to
     a serial run's.

@@ -4,7 +4,7 @@
 
 1. selects the models as the grid does (:func:`sage.evaluation.selection.select_models`:
    ``models=[...]`` or the MLflow filter ``select.*``; at least two) and opens ONE dataset,
-   ``divergence.dataset`` (a ``conf/dataset`` name composed and, for SynthDrivers, prepared
+   ``divergence.dataset`` (a ``sage/conf/dataset`` name composed and, for SynthDrivers, prepared
    by :func:`sage.evaluation.targets.load_targets`; null: the first of ``targets``);
 2. runs every model and every ``divergence.methods`` saliency method over the split in batches
    (:func:`sage.explain_batch.explain_batch`: predictions, raw maps, ReLU+PDF S̃, A_fg/A_bg,

@@ -6,7 +6,7 @@ child run per cell, and writes the grid (a matrix per metric, heatmaps, a markdo
 The pieces are usable on their own:
 
 - :mod:`~sage.evaluation.selection`: which models (MLflow filter, run ids, checkpoint paths);
-- :mod:`~sage.evaluation.targets`: target dataset configs composed from ``conf/dataset``;
+- :mod:`~sage.evaluation.targets`: target dataset configs composed from ``sage/conf/dataset``;
 - :mod:`~sage.evaluation.classification`: metrics, per-class FP/FN, ROC from predictions;
 - :mod:`~sage.evaluation.clustering`: confidence-stratified bins and their saliency statistics;
 - :mod:`~sage.evaluation.cell`: predictions of one model on one target and the cell artifacts;

@@ -1,6 +1,6 @@
 """Source models of an evaluation grid: chosen from MLflow or given, never retrained.
 
-Three ways to name them (``models`` in ``conf/evaluate.yaml``):
+Three ways to name them (``models`` in ``sage/conf/evaluate.yaml``):
 
 - ``models: null``: every run of ``select.experiment`` matching ``select.filter`` (default:
   finished training runs), narrowed by ``select.dataset`` / ``select.variant`` /

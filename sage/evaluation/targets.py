@@ -1,4 +1,4 @@
-"""Target datasets of an evaluation grid: ``conf/dataset/<name>`` configs composed with Hydra.
+"""Target datasets of an evaluation grid: ``sage/conf/dataset/<name>`` configs composed with Hydra.
 
 A target is named like a ``dataset=`` override (``synth_driver100/bbox``) and composed with
 Hydra's compose API, so it is exactly the config training would use; ``target_overrides``
@@ -22,7 +22,7 @@ from ..data.ensure import ensure_prepared
 from ..data.prepared import PreparedDataset
 from ..errors import SageError
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Target:
 
 
 def available_datasets() -> list[str]:
-    """Every ``dataset=`` option of ``conf/`` (``<dataset>/<variant>``)."""
+    """Every ``dataset=`` option of ``sage/conf/`` (``<dataset>/<variant>``)."""
     root = CONF_DIR / "dataset"
     return sorted(
         str(p.relative_to(root).with_suffix(""))

@@ -1,6 +1,6 @@
 """``python -m sage.study [demo.size=tiny] [study.key=value ...]``: the whole SAGE study.
 
-Overrides use Hydra syntax against ``conf/study.yaml``. The study composes every task's
+Overrides use Hydra syntax against ``sage/conf/study.yaml``. The study composes every task's
 config itself, so it runs as a plain program rather than under ``@hydra.main``.
 """
 

@@ -13,7 +13,7 @@
 6. findings computed from the numbers, printed and written to ``outputs/report/index.html``.
 
 Training runs as subprocesses (that is what distributes); the other steps run in this
-process on configs composed from ``conf/`` exactly as their entry points would. All runs
+process on configs composed from ``sage/conf/`` exactly as their entry points would. All runs
 land in one MLflow experiment and are nested under a ``study-<timestamp>`` parent run.
 """
 
