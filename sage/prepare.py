@@ -37,6 +37,7 @@ def run(cfg: DictConfig) -> dict[str, Path]:
 @hydra.main(version_base="1.3", config_path="conf", config_name="prepare")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
+    """Entry point of ``python -m sage.prepare`` and of the ``sage-prepare`` console script."""
     run(cfg)
 
 

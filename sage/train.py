@@ -42,7 +42,7 @@ from .plots.confusion import plot_confusion
 from .tracking.liveness import PID_TAG, claim_run, owner_alive
 from .tracking.run_record import (
     RunLink,
-    git_commit,
+    code_version,
     log_config,
     log_file,
     read_run_link,
@@ -254,7 +254,7 @@ def _record_start(
         "variant": cfg.dataset.variant,
         "num_classes": len(dm.classes),
         "seed": cfg.seed,
-        "git_commit": git_commit(cfg.paths.root_dir),
+        **code_version(),  # sage_version; git_commit when run from a checkout
         "prepared_dataset": str(dm.data.root),
         "params": count_parameters(net),
     }

@@ -1,4 +1,5 @@
-"""``python -m sage.study [demo.size=tiny] [study.key=value ...]``: the whole SAGE study.
+"""``sage-study`` / ``python -m sage.study [demo.size=tiny] [study.key=value ...]``: the whole
+SAGE study.
 
 Overrides use Hydra syntax against ``sage/conf/study.yaml``. The study composes every task's
 config itself, so it runs as a plain program rather than under ``@hydra.main``.
@@ -18,7 +19,9 @@ from sage.study import run
 
 
 @one_line_errors
-def main(argv: list[str]) -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; ``argv`` defaults to the command line (the ``sage-study`` script)."""
+    argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return
@@ -27,4 +30,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -34,8 +34,7 @@ from ..compose import compose_task
 from ..data.ensure import ensure_prepared
 from ..errors import SageError
 from ..tracking.liveness import process_tags
-
-ROOT = Path(__file__).resolve().parents[2]
+from ..tracking.run_record import source_checkout
 
 
 def _banner(step: str, detail: str = "") -> None:
@@ -107,7 +106,8 @@ class Study:
         parallel = jobs > 1 and importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher")
         cmd = [
             sys.executable,
-            str(ROOT / "train.py"),
+            "-m",  # the module, not the checkout's train.py: an installed package has no such file
+            "sage.commands.train",
             "-m",
             f"dataset={','.join(datasets)}",
             f"model={self.cfg.study.model}",
@@ -121,6 +121,11 @@ class Study:
             "+trainer.enable_model_summary=false",
         ]
         env = dict(os.environ, SAGE_ROOT=self.root)
+        checkout = source_checkout()
+        if checkout is not None:  # the sweep imports the same sage as this process
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(checkout), env.get("PYTHONPATH")])
+            )
         if parallel:
             cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
             env["OMP_NUM_THREADS"] = "1"  # one thread per job: jobs × threads = cores
@@ -128,7 +133,9 @@ class Study:
         print(" ".join(cmd[1:]), flush=True)
         log = self.dir / "train.log"
         with open(log, "w") as handle:
-            done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+            done = subprocess.run(
+                cmd, cwd=self.root, env=env, stdout=handle, stderr=subprocess.STDOUT
+            )
         if done.returncode:
             tail = log.read_text().splitlines()[-15:]
             raise SageError("training sweep failed (log: {}):\n{}".format(log, "\n".join(tail)))
@@ -218,7 +225,7 @@ class Study:
         return result
 
     def divergence(self, runs: list[str], dataset: str) -> dict | None:
-        from ..evaluation import run as evaluate_run
+        from ..evaluate import run as evaluate_run
 
         overrides = [
             "mode=divergence",

@@ -1,4 +1,4 @@
-"""Provenance every SAGE run records in MLflow: config, seed, git commit, model fingerprint.
+"""Provenance every SAGE run records in MLflow: config, seed, code version, model fingerprint.
 
 Lightning's MLFlowLogger logs metrics and checkpoints; this adds what makes a run
 reproducible and comparable across a sweep, and the link from a checkpoint back to its run
@@ -7,6 +7,7 @@ reproducible and comparable across a sweep, and the link from a checkpoint back 
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +23,36 @@ from pytorch_lightning.loggers import MLFlowLogger
 RUN_LINK_KEY = "sage_run"
 
 
-def git_commit(root: str | Path) -> str:
-    """HEAD commit of ``root`` (suffixed ``-dirty`` with uncommitted changes), or ``unknown``."""
+def source_checkout() -> Path | None:
+    """The git checkout the running ``sage`` package was imported from, or None when it runs
+    from an installed wheel (site-packages). Decided from the package's own location: the
+    working directory (or ``SAGE_ROOT``) may well be some other repository."""
+    root = Path(__file__).resolve().parents[2]
+    # a worktree or submodule has a .git file rather than a folder
+    if (root / ".git").exists() and (root / "pyproject.toml").is_file():
+        return root
+    return None
+
+
+def sage_version() -> str:
+    """Version of the installed ``sage`` distribution (an editable install has one too), or
+    ``unknown`` for a checkout used without installing."""
+    try:
+        return importlib.metadata.version("sage")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def git_commit(root: str | Path | None = None) -> str:
+    """HEAD commit of ``root`` (suffixed ``-dirty`` with uncommitted changes), or ``unknown``.
+
+    ``root`` defaults to the checkout the code runs from (:func:`source_checkout`); tasks
+    should prefer :func:`code_version`, which also works for an installed package.
+    """
+    if root is None:
+        root = source_checkout()
+        if root is None:
+            return "unknown"
     try:
         sha = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
@@ -42,6 +71,15 @@ def git_commit(root: str | Path) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
+
+
+def code_version() -> dict[str, str]:
+    """The provenance tags of the code itself: ``sage_version`` always, ``git_commit`` only
+    when the package runs from a git checkout (an installed wheel has no commit to read)."""
+    tags = {"sage_version": sage_version()}
+    if source_checkout() is not None:
+        tags["git_commit"] = git_commit()
+    return tags
 
 
 def _flatten(params: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
