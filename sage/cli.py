@@ -41,6 +41,17 @@ def run_suffix() -> str:
 OmegaConf.register_new_resolver("run_suffix", run_suffix, replace=True)
 
 
+def class_folders(root: str | None) -> int:
+    """``${sage_class_folders:${.root}}``: the class count of a folder dataset (its class
+    folders holding images), so ``dataset=folder/*`` needs no ``num_classes`` from the user."""
+    from .data.readers.generic import count_classes  # the readers only when a config asks
+
+    return count_classes(root)
+
+
+OmegaConf.register_new_resolver("sage_class_folders", class_folders, replace=True)
+
+
 # A full disk, a quota or a read-only/unwritable outputs/ is the user's to fix, not a bug.
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 # SQLite reports the same conditions in its own words (the MLflow store is a SQLite file)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ..errors import SageError
 from ..maskers import Masker, build_masker, mask_box
 from .annotations import mask_polygon, via_entry, yolo_box_line, yolo_polygon_line
-from .labels import load_mapping
+from .labels import LabelMapping, load_mapping
 from .prepared import META_COLUMNS, SPLITS, dataset_dirname, split_gaps
 from .readers import read_raw, source_labels
 from .splits import assign_splits
@@ -47,6 +47,11 @@ MOSAIC_EXAMPLES = 4
 
 def ensure_raw(ds: Mapping) -> Path:
     """The raw root of dataset config ``ds``; SynthDrivers are generated (cached) on demand."""
+    if ds.get("raw_root") is None:
+        raise SageError(
+            f"dataset {ds['name']} has no data root; pass dataset.root=/path/to/images "
+            "(a folder of class subfolders)"
+        )
     raw_root = Path(ds["raw_root"])
     if ds.get("synth"):
         return generate(raw_dir(ds), synth_config(ds))
@@ -73,6 +78,34 @@ class SkipLog:
 
     def as_dict(self) -> dict:
         return {r: {"count": n, "examples": self.examples[r]} for r, n in self.counts.items()}
+
+
+def folder_mapping(labels: Sequence[str], name: str) -> LabelMapping:
+    """The identity mapping over a reader's source labels (``dataset.mapping: null``): each
+    class folder is a class, its name both the code and the display name, in sorted order.
+    Merging, renaming or dropping classes takes a mapping file (``sage/data/labels.py``)."""
+    labels = sorted(labels)
+    if not labels:
+        raise SageError(f"dataset {name}: no class folders holding images")
+    return LabelMapping(
+        name=f"{name}-class-folders",
+        unified={c: c for c in labels},
+        forward={c: c for c in labels},
+    )
+
+
+def _full_frame_variants(masker: Masker, variants: Sequence[str]) -> dict[str, str]:
+    """Variants left out because ``masker`` has no real masks, with the reason: a box around
+    the whole frame, or a cut-out of it, is the full image again."""
+    if getattr(masker, "real_masks", True):
+        return {}
+    if "full" not in variants:
+        raise SageError(
+            f"masker {masker.name} has no masks, so only the full variant can be prepared "
+            f"(asked: {list(variants)}); add full to prepare.variants or use a real masker"
+        )
+    reason = f"masker {masker.name} has no masks: the variant would be the full image"
+    return {v: reason for v in variants if v != "full"}
 
 
 def _load_rgb(path: str) -> np.ndarray:
@@ -309,13 +342,21 @@ def prepare_dataset(
     )
     if masker_cfg is not None:
         masker = build_masker(masker_cfg)
+    skipped_variants = _full_frame_variants(masker, variants)
+    variants = [v for v in variants if v not in skipped_variants]
+    for variant, reason in skipped_variants.items():
+        log.warning("prepared %s: no %s variant (%s)", ds["name"], variant, reason)
     raw_root = ensure_raw(ds)
     df = read_raw(ds["reader"], raw_root, **dict(ds.get("reader_options") or {}))
     reader_report = df.attrs.get("report", {})
-    mapping = load_mapping(ds["mapping"])
-    mapping.validate(source_labels(ds["reader"], raw_root))
+    vocabulary = source_labels(ds["reader"], raw_root)
+    if ds.get("mapping") is None:  # no mapping file: the class folders are the classes
+        mapping = folder_mapping(vocabulary, ds["name"])
+    else:
+        mapping = load_mapping(ds["mapping"])
+    mapping.validate(vocabulary)
     df, mapping_report = mapping.apply(df)
-    if "num_classes" in ds and int(ds["num_classes"]) != len(mapping.classes):
+    if ds.get("num_classes") is not None and int(ds["num_classes"]) != len(mapping.classes):
         raise SageError(
             f"dataset.num_classes={ds['num_classes']} but mapping {mapping.name!r} "
             f"has {len(mapping.classes)} classes"
@@ -368,6 +409,9 @@ def prepare_dataset(
             "mapping": {**mapping_report, "reverse": mapping.reverse},
             "splits": split_report,
             "masker": masker_cfg or {"name": masker.name},
+            # False: the masks are the whole frame (masker none); region metrics are skipped
+            "has_masks": bool(getattr(masker, "real_masks", True)),
+            "skipped_variants": skipped_variants,
             "variant_options": {"margin": margin, "fill": list(fill)},
             "skipped": skips.as_dict(),
             "n_skipped": sum(skips.counts.values()),

@@ -90,6 +90,14 @@ class PreparedDataset:
         return json.loads(path.read_text()) if path.exists() else {}
 
     @cached_property
+    def has_masks(self) -> bool:
+        """False when the masks are placeholders covering the whole frame (prepared with
+        ``masker=none``): fg/bg masses and the metric sets scoring the foreground mean
+        nothing on it (:func:`sage.metrics.suite.mask_free_sets`). Datasets prepared before
+        this was recorded were all made with real maskers."""
+        return bool(self.summary.get("has_masks", True))
+
+    @cached_property
     def part_names(self) -> dict[int, str]:
         """Part label -> name from ``parts/legend.json`` (empty when the dataset has no parts)."""
         path = self.root / "parts" / "legend.json"

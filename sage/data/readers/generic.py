@@ -5,7 +5,8 @@ Layout::
     ROOT/<class>/<image>                 jpg / jpeg / png / bmp, any case
     ROOT/<class>/<sub>/.../<image>       nested folders allowed: <sub>/... is the group
     ROOT_masks/<class>/.../<stem>.png    optional binary masks (0/255)
-    ROOT_parts/<class>/.../<stem>.png    optional part-label images
+    ROOT_parts/<class>/.../<stem>.png    optional part-label images (uint8 ids, 0 = none)
+    ROOT_parts/legend.json               names of the part ids: {"1": "spurious", ...}
     <split_dir>/{train,val,test}.txt     optional, one path relative to ROOT per line
 
 The vocabulary is the sorted list of class folders (``source_labels(root)``); it is a
@@ -59,6 +60,26 @@ def source_labels(
         for d in _class_dirs(root, exclude)
         if any(is_image(os.path.basename(f)) for f in walk_files(root / d))
     ]
+
+
+def _holds_image(path: Path) -> bool:
+    """Whether any file below ``path`` is an image; stops at the first one."""
+    for _, dirnames, filenames in os.walk(path):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if any(is_image(f) for f in filenames):
+            return True
+    return False
+
+
+def count_classes(root: str | os.PathLike[str] | None) -> int:
+    """Number of class folders under ``root`` holding at least one image: the class count of
+    a folder dataset prepared without a mapping file (``sage/conf/dataset/folder``, through
+    the ``${sage_class_folders:}`` resolver). Cheaper than :func:`source_labels` on a large
+    tree: each folder is walked only until its first image."""
+    if root is None:
+        raise ReaderError("dataset.root is not set; pass dataset.root=/path/to/images")
+    path = check_root(root)
+    return sum(_holds_image(path / d) for d in _class_dirs(path))
 
 
 def read_generic(
