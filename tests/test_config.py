@@ -23,7 +23,11 @@ def _options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("option", _options("dataset"))
 def test_every_dataset_composes(compose_cfg, option):
-    cfg = compose_cfg("train", [f"dataset={option}"])
+    # a folder dataset has no default root, and counts its classes there (tests/test_own_data.py)
+    own = (
+        ["dataset.root=/data/own", "dataset.num_classes=10"] if option.startswith("folder/") else []
+    )
+    cfg = compose_cfg("train", [f"dataset={option}", *own])
     ds = OmegaConf.to_container(cfg.dataset, resolve=True)
     assert ds["variant"] == option.split("/")[1]
     assert ds["num_classes"] == 10
