@@ -19,7 +19,7 @@ from conftest import TINY_SYNTH, compose_config
 from sage.data.datamodule import PreparedImages, image_transform
 from sage.data.prepared import PreparedDataset
 from sage.errors import SageError
-from sage.evaluation import run as evaluate_run
+from sage.evaluate import run as evaluate_run
 from sage.evaluation.cell import predict
 from sage.models import get_backbone_spec
 from sage.train import run as train_run

@@ -242,7 +242,7 @@ def test_grid_key_matrices_and_markdown(tmp_path):
 def test_equal_row_labels_are_disambiguated():
     from pathlib import Path
 
-    from sage.evaluation.selection import SourceModel, _unique_labels
+    from sage.evaluation.selection import SourceModel, unique_labels
 
     def model(key, backbone, label="synth-sf3d/bbox"):
         return SourceModel(key, key, key, Path("x.ckpt"), backbone, [], None, None, None, label)
@@ -253,7 +253,7 @@ def test_equal_row_labels_are_disambiguated():
         model("c" * 32, "resnet18"),
     )
     d = model("d" * 32, "small_cnn", "synth-sf3d/seg")
-    _unique_labels([a, b, c, d], explicit=set())
+    unique_labels([a, b, c, d], explicit=set())
     assert c.label == "synth-sf3d/bbox [resnet18]"  # the backbone alone tells it apart
     assert a.label == "synth-sf3d/bbox [small_cnn aaaaaaaa]"
     assert b.label == "synth-sf3d/bbox [small_cnn bbbbbbbb]"

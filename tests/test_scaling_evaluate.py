@@ -15,7 +15,7 @@ import pytest
 from conftest import TINY_SYNTH
 from sage.compose import compose_task
 from sage.errors import SageError
-from sage.evaluation import run as evaluate_run
+from sage.evaluate import run as evaluate_run
 from sage.train import run as train_run
 
 ROOT = Path(__file__).resolve().parents[1]

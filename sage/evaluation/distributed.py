@@ -8,8 +8,8 @@ them, any Hydra launcher runs them as a sweep and MLflow is the meeting point::
     python evaluate.py mode=assemble grid_name=study1                   # the grid, from MLflow
 
 ``mode=cells`` (:func:`run_cells`) evaluates the job's models × targets exactly as a grid
-would (same cell runs, files and ``eval/*`` metrics, :func:`~sage.evaluation.runner.
-_evaluate_cell`) but as top-level runs tagged ``grid_name``, ``settings_key`` (a hash of
+would (same cell runs, files and ``eval/*`` metrics, :func:`~sage.evaluation.cell_runs.
+evaluate_cells`) but as top-level runs tagged ``grid_name``, ``settings_key`` (a hash of
 everything but models and targets that changes a cell: split, checkpoint choice, limit,
 target overrides, bins, saliency) and ``grid_settings`` (those settings as JSON). A finished
 cell with the same name, settings and cell key is skipped unless ``force=true``, so a failed
@@ -43,18 +43,18 @@ from ..errors import SageError
 from ..tracking.liveness import claim_run
 from ..tracking.run_record import git_commit
 from ..tracking.store import experiment_for
-from .grid import cells_frame, grid_key, markdown_table, matrices, write_grid
-from .runner import (
-    _check,
-    _check_classes,
-    _evaluate_cells,
-    _find_parent,
-    _Grid,
-    _key_settings,
-    _methods,
-    _prior_record,
+from .cell_runs import (
+    GridContext,
+    check_classes,
+    check_config,
+    evaluate_cells,
+    find_grid_parent,
+    key_settings,
+    prior_record,
+    saliency_methods,
 )
-from .selection import _unique_labels, select_from_config
+from .grid import cells_frame, grid_key, markdown_table, matrices, write_grid
+from .selection import select_from_config, unique_labels
 from .targets import targets_from_config
 
 CELL_FILTER = "tags.level = 'cell' and attributes.status = 'FINISHED'"
@@ -99,7 +99,7 @@ def _headline(records: list[dict], rows: Sequence[str], columns: Sequence[str]) 
 def run_cells(cfg: DictConfig) -> dict[str, object]:
     """Evaluate this job's models × targets as top-level cell runs of grid ``grid_name``."""
     name = _grid_name(cfg)
-    _check(cfg)
+    check_config(cfg)
     torch.manual_seed(int(cfg.seed))
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,11 +107,11 @@ def run_cells(cfg: DictConfig) -> dict[str, object]:
     models, skipped_runs = select_from_config(cfg, out)
     for skip in skipped_runs:
         print(f"warning: skipping run {skip['run_id']}: {skip['reason']}", file=sys.stderr)
-    _check_classes(models, targets)
-    methods = _methods(cfg)
+    check_classes(models, targets)
+    methods = saliency_methods(cfg)
     grids = [(int(g[0]), int(g[1])) for g in cfg.saliency.grids]
     bins = int(cfg.clustering.bins)
-    settings = _key_settings(cfg, methods, grids, bins)
+    settings = key_settings(cfg, methods, grids, bins)
     # default=str as grid_key does, so the assembled key equals a single-process run's
     settings_json = json.dumps(settings, sort_keys=True, default=str)
     skey = _settings_key(settings_json)
@@ -121,7 +121,7 @@ def run_cells(cfg: DictConfig) -> dict[str, object]:
     query = f"tags.grid_name = '{name}' and tags.settings_key = '{skey}' and {CELL_FILTER}"
     for r in _search_all(client, exp_id, query):  # newest first
         done.setdefault(r.data.tags.get("cell_key"), r)
-    g = _Grid(
+    g = GridContext(
         cfg=cfg,
         out=out,
         key=skey,  # replaced by the grid's key when the grid is assembled
@@ -134,7 +134,7 @@ def run_cells(cfg: DictConfig) -> dict[str, object]:
         n_cells=len(models) * len(targets),
         tags={"grid_name": name, "settings_key": skey, "grid_settings": settings_json},
     )
-    records = _evaluate_cells(g, models, targets, done, bool(cfg.force))
+    records = evaluate_cells(g, models, targets, done, bool(cfg.force))
     cells = cells_frame(records)
     cells.to_csv(out / "cells.csv", index=False)
     return {
@@ -192,7 +192,7 @@ def assemble(cfg: DictConfig) -> dict[str, object]:
         base_label = tags["source_label"].split(" [", 1)[0]  # the job's disambiguation undone
         rows.setdefault(model, SimpleNamespace(key=model, label=base_label, backbone=tags["model"]))
         columns.setdefault(tags["target"], tags["target_label"])
-    _unique_labels(list(rows.values()), set())  # as one grid would label these rows
+    unique_labels(list(rows.values()), set())  # as one grid would label these rows
     assembly = cfg.get("assemble") or {}
     row_labels = _order([m.label for m in rows.values()], assembly.get("rows"), "rows")
     col_labels = _order(list(columns.values()), assembly.get("columns"), "columns")
@@ -210,7 +210,7 @@ def assemble(cfg: DictConfig) -> dict[str, object]:
             "target": tags["target"],
             "cell_key": tags["cell_key"],
         }
-        records.append({**_prior_record(r, base), "status": "assembled"})
+        records.append({**prior_record(r, base), "status": "assembled"})
     records.sort(key=lambda rec: (row_pos[rec["row"]], col_pos[rec["column"]]))
     present = {(rec["row"], rec["column"]) for rec in records}
     missing = [(r, c) for r in row_labels for c in col_labels if (r, c) not in present]
@@ -226,7 +226,7 @@ def assemble(cfg: DictConfig) -> dict[str, object]:
         **settings,
     )
     split, which = settings["split"], settings["which"]
-    parent = _find_parent(client, exp_id, key)
+    parent = find_grid_parent(client, exp_id, key)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     start = (
         {"run_id": parent.info.run_id}

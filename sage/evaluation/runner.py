@@ -22,271 +22,47 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.datamodule import PreparedImages, image_transform
-from ..data.prepared import SPLITS
 from ..errors import SageError
-from ..models import get_backbone_spec
-from ..models.fingerprint import model_fingerprint
-from ..saliency.methods import SaliencyMethod, create_method
 from ..tracking.liveness import claim_run
 from ..tracking.run_record import git_commit
 from ..tracking.store import experiment_for
-from ..training.classifier import load_classifier
-from .cell import predict, write_cell
-from .grid import cell_key, cells_frame, grid_key, write_grid
-from .selection import SourceModel, select_from_config
-from .targets import Target, target_overrides, targets_from_config
-
-PREFIX = "eval/"
-
-
-def _wants_figures(setting: object, row: str, column: str) -> bool:
-    """``cell_figures``: true / false, or a list of ``"<row>|<target>"`` cells that get them."""
-    if isinstance(setting, bool):
-        return setting
-    return f"{row}|{column}" in {str(s) for s in setting}
-
-
-def _methods(cfg: DictConfig) -> dict[str, SaliencyMethod]:
-    sal = cfg.get("saliency") or {}
-    opts = sal.get("options")
-    options = OmegaConf.to_container(opts, resolve=True) if isinstance(opts, DictConfig) else {}
-    return {
-        str(name): create_method(str(name), **(options.get(str(name)) or {}))
-        for name in sal.get("methods") or []
-    }
-
-
-def _check(cfg: DictConfig) -> None:
-    if cfg.split not in SPLITS:
-        raise SageError(f"split must be one of {SPLITS}, got {cfg.split!r}")
-    if cfg.checkpoint_select not in ("best", "last"):
-        raise SageError(
-            f"checkpoint_select must be 'best' or 'last', got {cfg.checkpoint_select!r}"
-        )
-    if int(cfg.clustering.bins) < 1:
-        raise SageError(f"clustering.bins must be at least 1, got {cfg.clustering.bins}")
-
-
-def _check_classes(models: list[SourceModel], targets: list[Target]) -> None:
-    for m in models:
-        for t in targets:
-            if m.classes != t.data.classes:
-                raise SageError(
-                    f"model {m.label} ({m.checkpoint}) predicts classes {m.classes} but target "
-                    f"{t.name} ({t.data.root}) has {t.data.classes}; both must be identical "
-                    "(same label mapping)"
-                )
-
-
-def _find_parent(client: mlflow.MlflowClient, exp_id: str, key: str):
-    runs = client.search_runs(
-        [exp_id],
-        f"tags.grid_key = '{key}' and tags.stage = 'evaluate' and tags.level = 'grid'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0] if runs else None
-
-
-def _finished_cells(client: mlflow.MlflowClient, exp_id: str, parent_id: str) -> dict:
-    runs = client.search_runs(
-        [exp_id],
-        f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=10000,
-    )
-    done: dict = {}
-    for r in runs:  # newest first: a forced re-evaluation supersedes the older child
-        done.setdefault(r.data.tags.get("cell_key"), r)
-    return done
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
-
-
-def _finite(metrics: dict[str, float]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
-
-
-@dataclass
-class _Grid:
-    """What every cell of one grid shares."""
-
-    cfg: DictConfig
-    out: Path
-    key: str
-    exp_id: str
-    stamp: str
-    commit: str
-    methods: dict[str, SaliencyMethod]
-    grids: list[tuple[int, int]]
-    bins: int
-    n_cells: int
-    tags: dict = field(default_factory=dict)  # extra tags of every cell run (mode=cells)
-
-
-def _prior_record(prior, base: dict) -> dict:
-    """A finished cell's record, read back from its child run's ``eval/*`` metrics."""
-    metrics = {
-        k.removeprefix(PREFIX): v for k, v in prior.data.metrics.items() if k.startswith(PREFIX)
-    }
-    return {**base, "run_id": prior.info.run_id, "status": "skipped", **metrics}
-
-
-def _evaluate_cell(
-    g: _Grid,
-    m: SourceModel,
-    t: Target,
-    net: torch.nn.Module,
-    fingerprint: str,
-    position: int,
-    base: dict,
-) -> dict:
-    """One nested child run: predictions, cell files, ``eval/*`` metrics; return the record."""
-    cfg = g.cfg
-    spec = get_backbone_spec(m.backbone)
-    size = int(m.image_size or spec.input_size)
-    images = PreparedImages(
-        t.data,
-        cfg.split,
-        image_transform(size, spec.mean, spec.std),
-        with_masks=bool(g.methods),
-        limit=cfg.get("limit"),
-    )
-    cell_dir = g.out / "cells" / f"{position:02d}-{_slug(m.label)}--{_slug(t.label)}"
-    model_id = f"{m.backbone}-nc{len(m.classes)}-{m.dataset or 'unknown'}-"
-    model_id += m.variant or _slug(m.label)
-    tags = {
-        "stage": "evaluate",
-        "level": "cell",
-        "grid_key": g.key,
-        "cell_key": base["cell_key"],
-        "source_run": m.run_id or "",
-        "source_checkpoint": str(m.checkpoint),
-        "source_label": m.label,
-        "target": t.name,
-        "target_label": t.label,
-        "model": m.backbone,
-        "model_fingerprint": fingerprint,
-        "prepared_dataset": str(t.data.root),
-        "git_commit": g.commit,
-        **g.tags,
-    }
-    name = f"evaluate-{g.stamp}/{model_id}-on-{_slug(t.label)}"
-    with mlflow.start_run(experiment_id=g.exp_id, run_name=name, nested=True, tags=tags) as child:
-        mlflow.log_params(
-            {
-                "source": m.key,
-                "source_label": m.label,
-                "target": t.name,
-                "split": cfg.split,
-                "checkpoint_select": cfg.checkpoint_select,
-                "backbone": m.backbone,
-                "image_size": size,
-                "n_images": len(images),
-            }
-        )
-        pred = predict(
-            net,
-            images,
-            batch_size=int(cfg.batch_size),
-            device=cfg.device,
-            methods=g.methods,
-            grids=g.grids,
-            progress=bool(cfg.progress),
-            desc=f"[{position}/{g.n_cells}] {m.label} -> {t.label}",
-            num_workers=int(cfg.get("num_workers") or 0),
-        )
-        metrics = write_cell(
-            pred,
-            t.data,
-            cell_dir,
-            title=f"{m.label} -> {t.label} ({cfg.split})",
-            bins=g.bins,
-            seed=int(cfg.seed),
-            ece_bins=int(cfg.ece_bins),
-            thumbnails=int(cfg.clustering.thumbnails),
-            figures=_wants_figures(cfg.get("cell_figures", True), m.label, t.label),
-        )
-        mlflow.log_metrics(_finite({PREFIX + k: v for k, v in metrics.items()}))
-        mlflow.log_artifacts(str(cell_dir))
-        return {**base, "run_id": child.info.run_id, "status": "evaluated", **metrics}
-
-
-def _evaluate_cells(
-    g: _Grid,
-    models: list[SourceModel],
-    targets: list[Target],
-    done: dict,
-    force: bool,
-) -> list[dict]:
-    """Every model × target cell in row order: finished ones (``done``) recorded as they are
-    unless ``force``, the rest evaluated as nested runs of the active run."""
-    records, position = [], 0
-    for m in models:
-        net, fingerprint = None, ""  # loaded once per row, only if a cell needs it
-        for t in targets:
-            position += 1
-            ck = cell_key(m.key, t.name)
-            base = {"row": m.label, "column": t.label, "source": m.key, "target": t.name}
-            base["cell_key"] = ck
-            if ck in done and not force:
-                records.append(_prior_record(done[ck], base))
-                print(f"[{position}/{g.n_cells}] {m.label} -> {t.label}: finished, skipped")
-                continue
-            if net is None:
-                net, _ = load_classifier(m.checkpoint, expect_backbone=m.backbone)
-                fingerprint = model_fingerprint(net)
-            records.append(_evaluate_cell(g, m, t, net, fingerprint, position, base))
-    return records
-
-
-def _key_settings(
-    cfg: DictConfig,
-    methods: dict[str, SaliencyMethod],
-    grids: list[tuple[int, int]],
-    bins: int,
-) -> dict[str, object]:
-    """Everything but the models and targets that identifies a grid (:func:`grid_key`)."""
-    return {
-        "split": cfg.split,
-        "which": cfg.checkpoint_select,
-        "limit": cfg.get("limit"),
-        "target_overrides": sorted(target_overrides(cfg)),
-        "ece_bins": int(cfg.ece_bins),
-        "bins": bins,
-        "saliency": {k: m.params for k, m in methods.items()},
-        "grids": grids if methods else None,
-    }
+from .cell_runs import (
+    GridContext,
+    check_classes,
+    check_config,
+    evaluate_cells,
+    find_grid_parent,
+    finished_cells,
+    key_settings,
+    saliency_methods,
+)
+from .distributed import assemble, run_cells
+from .grid import cells_frame, grid_key, write_grid
+from .selection import select_from_config
+from .targets import targets_from_config
 
 
 def run(cfg: DictConfig) -> dict[str, object]:
     """Evaluate the grid of ``cfg``; return the parent run id, counts and the markdown table.
 
-    ``mode=divergence`` runs the model-divergence analysis instead (:mod:`sage.divergence`).
+    ``mode=cells|assemble`` evaluate a grid distributed over sweep jobs
+    (:mod:`~sage.evaluation.distributed`). ``mode=divergence`` is :func:`sage.evaluate.run`'s
+    (evaluate.py's dispatcher): :mod:`sage.divergence` builds on this package.
     """
     mode = cfg.get("mode", "grid")
-    if mode == "divergence":
-        from ..divergence import run as run_divergence  # late: sage.divergence imports us
-
-        return run_divergence(cfg)
     if mode in ("cells", "assemble"):  # a grid distributed over sweep jobs
-        from .distributed import assemble, run_cells  # late: it builds on this module
-
         return run_cells(cfg) if mode == "cells" else assemble(cfg)
+    if mode == "divergence":
+        raise SageError("mode=divergence is run by sage.evaluate.run (evaluate.py), not here")
     if mode != "grid":
         raise SageError(f"mode must be 'grid', 'cells', 'assemble' or 'divergence', got {mode!r}")
-    _check(cfg)
+    check_config(cfg)
     torch.manual_seed(int(cfg.seed))
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -294,20 +70,20 @@ def run(cfg: DictConfig) -> dict[str, object]:
     models, skipped_runs = select_from_config(cfg, out)
     for skip in skipped_runs:  # recorded in selection.json too; worth seeing at once
         print(f"warning: skipping run {skip['run_id']}: {skip['reason']}", file=sys.stderr)
-    _check_classes(models, targets)
-    methods = _methods(cfg)
+    check_classes(models, targets)
+    methods = saliency_methods(cfg)
     grids = [(int(g[0]), int(g[1])) for g in cfg.saliency.grids]
     bins = int(cfg.clustering.bins)
     key = grid_key(
         [m.key for m in models],
         [t.name for t in targets],
-        **_key_settings(cfg, methods, grids, bins),
+        **key_settings(cfg, methods, grids, bins),
     )
     exp_id = experiment_for(cfg.logger)
     client = mlflow.MlflowClient(tracking_uri=cfg.logger.tracking_uri)
-    parent = _find_parent(client, exp_id, key)
-    done = {} if parent is None else _finished_cells(client, exp_id, parent.info.run_id)
-    g = _Grid(
+    parent = find_grid_parent(client, exp_id, key)
+    done = {} if parent is None else finished_cells(client, exp_id, parent.info.run_id)
+    g = GridContext(
         cfg=cfg,
         out=out,
         key=key,
@@ -360,7 +136,7 @@ def run(cfg: DictConfig) -> dict[str, object]:
         mlflow.set_tags({"git_commit": g.commit, "resumed": str(parent is not None)})
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
         mlflow.log_dict(selection, "selection.json")
-        records = _evaluate_cells(g, models, targets, done, bool(cfg.force))
+        records = evaluate_cells(g, models, targets, done, bool(cfg.force))
 
         cells = cells_frame(records)
         evaluated = int((cells.status == "evaluated").sum())

@@ -187,7 +187,7 @@ def load_source(
     )
 
 
-def _unique_labels(models: list[SourceModel], explicit: set[int]) -> None:
+def unique_labels(models: list[SourceModel], explicit: set[int]) -> None:
     """Disambiguate equal row labels: add the backbone, then a short id."""
     for extra in (lambda m: m.backbone, lambda m: f"{m.backbone} {_short(m.key)}"):
         counts = Counter(m.label for m in models)
@@ -249,7 +249,7 @@ def select_models(
     repeated = sorted(k for k, n in keys.items() if n > 1)
     if repeated:
         raise SageError(f"models listed twice: {repeated}")
-    _unique_labels(out, explicit)
+    unique_labels(out, explicit)
     return out, skipped
 
 
