@@ -217,7 +217,7 @@ def test_no_import_cycles(modules: dict[str, ModuleInfo]) -> None:
 
 
 def test_no_private_imports_across_modules(modules: dict[str, ModuleInfo]) -> None:
-    found = [line for info in modules.values() for line in info.private]
+    found = list(dict.fromkeys(line for info in modules.values() for line in info.private))
     assert not found, "private names used across modules:\n" + "\n".join(found)
 
 

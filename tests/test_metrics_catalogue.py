@@ -40,10 +40,10 @@ from sage.metrics.robustness import (
     max_sensitivity_scores,
 )
 from sage.metrics.suite import (
-    _SETS,
     PERTURBATION_SETS,
     MetricContext,
     compute_metric_sets,
+    metric_set,
 )
 from sage.saliency.methods import create_method
 
@@ -457,7 +457,7 @@ def test_sets_yaml_defaults_match_the_functions():
     for name in SETS:
         cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
         assert list(cfg) == [name]
-        params = inspect.signature(_SETS[name]).parameters
+        params = inspect.signature(metric_set(name)).parameters
         for key, value in cfg[name].items():
             assert key in params, f"{name}.{key}"
             assert params[key].default == value, f"{name}.{key}"

@@ -1,7 +1,7 @@
 """Metric sets of the faithfulness / robustness / complexity catalogue (docs/metrics.md §12):
 ``deletion_insertion``, ``pixel_flipping``, ``faithfulness_correlation``, ``robustness``,
-``sparseness``, ``mask_ranking``. Registered in :mod:`sage.metrics.suite` (imported at its
-end); the definitions live in :mod:`~sage.metrics.perturbation_curves`,
+``sparseness``, ``mask_ranking``. Registered in :mod:`sage.metrics.registry`, imported by
+:mod:`sage.metrics.suite`; the definitions live in :mod:`~sage.metrics.perturbation_curves`,
 :mod:`~sage.metrics.robustness`, :mod:`~sage.metrics.complexity` and
 :mod:`~sage.metrics.mask_ranking`. Option defaults are those functions' (conf/metrics/*.yaml
 repeats them)."""
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-# the sets here that run the model on perturbed inputs (suite.PERTURBATION_SETS adds them);
-# defined before the import of suite, which reads it when this module is imported first
+from .registry import MetricContext, register_metric_set
+
+# the sets here that run the model on perturbed inputs (suite.PERTURBATION_SETS adds them)
 PERTURBATION_SETS = frozenset(
     {"deletion_insertion", "pixel_flipping", "faithfulness_correlation", "robustness"}
 )
-
-from .suite import MetricContext, register_metric_set  # noqa: E402
 
 
 @register_metric_set("deletion_insertion")

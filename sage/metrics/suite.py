@@ -10,59 +10,37 @@ orchestrate: the definitions live in ``alignment``, ``faithfulness``, ``road``, 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import SageError
-from ..saliency.methods import SaliencyMethod
+from . import catalogue_sets  # registers the catalogue's sets on import
 from .alignment import alignment_scores
+from .registry import (  # noqa: F401  (MetricContext .. metric_set: re-exported for callers)
+    MetricContext,
+    MetricSet,
+    is_metric_set,
+    metric_set,
+    metric_set_names,
+    register_metric_set,
+)
 from .road import ROAD_NOISE, ROAD_PERCENTILES
-
-
-@dataclass
-class MetricContext:
-    """One batch: normalised images, explained targets, raw maps, region masks."""
-
-    model: nn.Module
-    method: SaliencyMethod
-    images: Tensor
-    targets: Tensor  # the explained class of every image
-    labels: Tensor  # the true class
-    maps: Tensor
-    regions: dict[str, Tensor]  # region name -> (B, H, W) bool; always holds "fg"
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    gt: Tensor | None = None  # ground-truth attribution (B, H, W), where the data has one
-    # the model's logits on ``images`` when the caller has them (the method's forward pass):
-    # ROAD then skips its clean forward
-    logits: Tensor | None = None
-    cache: dict[str, Any] = field(default_factory=dict)  # results shared between sets
-
-
-MetricSet = Callable[..., dict[str, Tensor]]
-_SETS: dict[str, MetricSet] = {}
-
-
-def register_metric_set(name: str) -> Callable[[MetricSet], MetricSet]:
-    def decorator(fn: MetricSet) -> MetricSet:
-        _SETS[name] = fn
-        return fn
-
-    return decorator
-
 
 # Sets that run the model on many perturbed inputs (ROAD's imputations, Coherency's second
 # saliency call, COSE's transforms, RFS's noise draws, the randomised copies of the sanity
 # checks): they dominate the validation callback's cost, which schedules them every few
 # epochs (SageCallback.slow_every_n_epochs).
-PERTURBATION_SETS = frozenset({"road", "arcc", "faithfulness", "cose", "rfs", "randomisation"})
+PERTURBATION_SETS = (
+    frozenset({"road", "arcc", "faithfulness", "cose", "rfs", "randomisation"})
+    | catalogue_sets.PERTURBATION_SETS
+)
 
 
 def list_metric_sets() -> list[str]:
-    return sorted(set(_SETS) | set(_POOLED))
+    return sorted(set(metric_set_names()) | set(_POOLED))
 
 
 def compute_metric_sets(
@@ -73,13 +51,13 @@ def compute_metric_sets(
     ctx.cache["_batch"] = {}  # results shared between the sets of this batch only
     columns: dict[str, Tensor] = {}
     for name, options in sets.items():
-        if name in _SETS:  # pooled sets are run by the caller (see PooledSet)
-            columns.update(_SETS[name](ctx, **dict(options or {})))
+        if is_metric_set(name):  # pooled sets are run by the caller (see PooledSet)
+            columns.update(metric_set(name)(ctx, **dict(options or {})))
     return columns
 
 
 def check_metric_sets(sets: Mapping[str, Any]) -> None:
-    unknown = sorted(set(sets) - set(_SETS) - set(_POOLED))
+    unknown = sorted(set(sets) - set(metric_set_names()) - set(_POOLED))
     if unknown:
         import difflib  # only on this error path (and this function is the only user)
 
@@ -374,11 +352,3 @@ def randomisation_set(
             )
         )
     return columns
-
-
-# The catalogue sets (deletion/insertion, AOPC, faithfulness correlation, robustness,
-# sparseness, mask ranking) register themselves on import; the model-running ones join the
-# perturbation sets.
-from . import catalogue_sets  # noqa: E402
-
-PERTURBATION_SETS = PERTURBATION_SETS | catalogue_sets.PERTURBATION_SETS
