@@ -9,7 +9,7 @@ orchestrate: the definitions live in ``alignment``, ``faithfulness``, ``road``, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,52 @@ PERTURBATION_SETS = (
     frozenset({"road", "arcc", "faithfulness", "cose", "rfs", "randomisation"})
     | catalogue_sets.PERTURBATION_SETS
 )
+
+
+# Sets that need a real foreground mask, with why: on data prepared with masker=none the mask
+# is the whole frame, so their foreground numbers would be constants, not measurements.
+MASK_SETS: dict[str, str] = {
+    "alignment": "scores the map against the foreground mask",
+    "mask_ranking": "ranks the map's pixels against the foreground mask",
+    "rfs": "perturbs the background outside the foreground mask",
+}
+# Of those, the sets that also score named parts (ROOT_parts + legend.json, e.g. a known
+# spurious patch): without masks they keep those regions and drop only ``fg``.
+_REGION_SETS = frozenset({"alignment", "mask_ranking"})
+# The fg/bg saliency masses explain and the validation callback report besides the sets.
+MASK_NUMBERS: tuple[str, ...] = ("fg_mass", "bg_mass", "fg_mass_correct", "fg_mass_error")
+NO_MASKS = "the dataset has no masks (prepared with masker=none)"
+
+
+def mask_free_sets(
+    metric_sets: Mapping[str, Mapping[str, Any] | None], part_names: Iterable[str] = ()
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The selected sets (``{name: options}``) that mean something on a dataset without
+    masks, and the ones left out with the reason (``{name: reason}``).
+
+    ``part_names``: the dataset's named regions (``PreparedDataset.part_names.values()``).
+    ``alignment`` and ``mask_ranking`` are kept on those regions alone (their ``regions``
+    option narrowed to them, ``<set>/fg`` recorded as skipped); without named regions they
+    are skipped whole, as is ``rfs``. Every other set is kept with its options.
+    """
+    parts = [p for p in dict.fromkeys(part_names) if p not in ("background", "fg")]
+    kept: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    for name, options in metric_sets.items():
+        options = dict(options or {})
+        if name not in MASK_SETS:
+            kept[name] = options
+            continue
+        reason = f"{MASK_SETS[name]}; {NO_MASKS}"
+        asked = options.get("regions")
+        regions = [r for r in (parts if asked is None else asked) if r in parts]
+        if name not in _REGION_SETS or not regions:
+            skipped[name] = reason
+            continue
+        kept[name] = {**options, "regions": regions}
+        if asked is None or "fg" in asked:
+            skipped[f"{name}/fg"] = reason
+    return kept, skipped
 
 
 def list_metric_sets() -> list[str]:
