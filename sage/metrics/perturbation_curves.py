@@ -74,7 +74,9 @@ RISE_BLUR_SIGMA = 5.0
 # ------------------------------------------------------------------------------ helpers
 
 
-def _stats(values: float | Sequence[float], images: Tensor, name: str) -> Tensor:
+def channel_stats(values: float | Sequence[float], images: Tensor, name: str) -> Tensor:
+    """A per-channel normalisation statistic (``mean``/``std``: one value, or one per channel)
+    as a (1, C, 1, 1) tensor on the images' device and dtype."""
     t = torch.as_tensor(values, dtype=images.dtype, device=images.device).flatten()
     c = images.shape[1]
     if t.numel() not in (1, c):
@@ -153,7 +155,7 @@ def baseline_images(
     seed: int = 0,
 ) -> Tensor:
     """What every removed pixel becomes, as a normalised (B, C, H, W) batch (module notes)."""
-    mu, sd = _stats(mean, images, "mean"), _stats(std, images, "std")
+    mu, sd = channel_stats(mean, images, "mean"), channel_stats(std, images, "std")
     if isinstance(baseline, bool):
         raise ValueError(f"baseline must be one of {BASELINES} or a number, got {baseline!r}")
     if isinstance(baseline, int | float):

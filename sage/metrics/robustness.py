@@ -34,7 +34,7 @@ from captum.metrics import infidelity, sensitivity_max
 from torch import Tensor, nn
 
 from .batch_checks import check_batch, eval_no_grad
-from .perturbation_curves import OUTPUTS, _stats
+from .perturbation_curves import OUTPUTS, channel_stats
 
 __all__ = [
     "GaussianPerturbation",
@@ -134,7 +134,7 @@ def infidelity_scores(
     check_batch(images, maps, targets)
     targets = _targets(model, images, targets)
     b = images.shape[0]
-    perturb = GaussianPerturbation(noise, b, _stats(std, images, "std"), seed)
+    perturb = GaussianPerturbation(noise, b, channel_stats(std, images, "std"), seed)
     attributions = maps.to(images.device, images.dtype)[:, None].expand_as(images)
     with eval_no_grad(model):
         values = infidelity(
@@ -169,7 +169,7 @@ def max_sensitivity_scores(
         raise ValueError(f"images must be (B, C, H, W), got {tuple(images.shape)}")
     targets = _targets(model, images, targets)
     b = images.shape[0]
-    perturb = UniformPerturbation(radius, b, _stats(std, images, "std"), seed)
+    perturb = UniformPerturbation(radius, b, channel_stats(std, images, "std"), seed)
 
     def explain(inputs, target):
         # a tuple back: captum iterates over the clean call's result as a tuple of inputs
