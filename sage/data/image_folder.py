@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from ..errors import SageError
 from ..models.registry import IMAGENET_MEAN, IMAGENET_STD
 from .datamodule import image_transform
-from .readers._common import ReaderError, is_image, make_image_id, walk_files
+from .readers import ReaderError, is_image, make_image_id, walk_files
 
 
 def _glob_base(pattern: str) -> Path:

@@ -15,8 +15,8 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import SageError
-from .registry import BackboneSpec, create_backbone, get_backbone_spec
-from .weights import WeightsMismatchError, _module_name, load_state_dict
+from .registry import BackboneSpec, create_backbone, get_backbone_spec, resolve_layers
+from .weights import WeightsMismatchError, load_state_dict
 
 IMAGENET_CLASSES = 1000
 
@@ -39,7 +39,8 @@ def head_classes(backbone: str, weights: str | Path) -> int:
     state = load_state_dict(weights)
     # the head's state-dict prefix: its path may use negative indices (classifier.-1)
     probe = create_backbone(backbone, 1)
-    key = _module_name(probe, spec.classifier) + ".weight"
+    head = resolve_layers(probe, [spec.classifier])[0]
+    key = next(name for name, m in probe.named_modules() if m is head) + ".weight"
     if key not in state:
         raise WeightsMismatchError(
             f"weights {weights} have no classifier {spec.classifier!r} ({key}) for {backbone}: "

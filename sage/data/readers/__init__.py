@@ -32,7 +32,9 @@ from sage.data.readers._common import (
     IMAGE_EXTENSIONS,
     ReaderError,
     ReaderReport,
+    is_image,
     make_image_id,
+    walk_files,
 )
 from sage.data.readers.driver100 import read_driver100
 from sage.data.readers.generic import read_generic
@@ -94,10 +96,12 @@ __all__ = [
     "VOCABULARIES",
     "ReaderError",
     "ReaderReport",
+    "is_image",
     "make_image_id",
     "read_driver100",
     "read_generic",
     "read_raw",
     "read_sf3d",
     "source_labels",
+    "walk_files",
 ]
