@@ -7,7 +7,7 @@ background load do not decide the ratios):
 - floor: the 8 forward passes ROAD cannot avoid (2 orders × 4 percentiles) of the batch, under
   ``no_grad``, no imputation;
 - SAGE: :func:`sage.metrics.road.road_scores` (noise 0, percentiles 20/40/60/80), total and the
-  share spent imputing (the solver behind :func:`~sage.metrics.road.noisy_linear_impute`); it
+  share spent imputing (the solver of :mod:`sage.metrics.road_imputation`); it
   also runs the clean forward pass — and again given the clean logits (``logits=``, as the
   pipeline can pass the saliency method's), which skips that pass;
 - grad-cam: ``ROADCombined`` (noise 0, same percentiles) on the first ``--gradcam-images``
@@ -77,7 +77,7 @@ def main() -> None:
                 model(images)
 
     impute_time = [0.0]
-    real_impute = sage_road._impute_into  # what road_scores calls per window of images
+    real_impute = sage_road.impute_into  # what road_scores calls per window of images
 
     def timed_impute(*a, **k):
         start = time.perf_counter()
@@ -85,7 +85,7 @@ def main() -> None:
         impute_time[0] += time.perf_counter() - start
         return out
 
-    sage_road._impute_into = timed_impute
+    sage_road.impute_into = timed_impute
     sage_out: dict[str, torch.Tensor] = {}
 
     def sage() -> None:
@@ -114,7 +114,7 @@ def main() -> None:
         start = time.perf_counter()
         sage_with_logits()
         rows["sage_logits"].append(time.perf_counter() - start)
-    sage_road._impute_into = real_impute
+    sage_road.impute_into = real_impute
 
     # grad-cam on the first images (slow: timed once)
     k = min(args.gradcam_images, args.batch)

@@ -16,7 +16,7 @@ from pytorch_grad_cam.metrics.arcc import ARCC
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from torch import nn
 
-import sage.metrics.road as road_mod
+import sage.metrics.road_imputation as imputation_mod
 from sage.metrics.faithfulness import adcc_scores
 from sage.metrics.road import arcc, noisy_linear_impute, percentile_keep_masks, road_scores
 from sage.models import create_backbone
@@ -125,7 +125,7 @@ def test_fine_grid_in_parts_gives_the_same_imputation(monkeypatch):
     removed = torch.stack(list(masks.values()))
     images = torch.randn(len(masks), 3, h, w, generator=gen)
     whole = noisy_linear_impute(images, removed)
-    monkeypatch.setattr(road_mod, "_CPU_PART_ELEMS", 3 * h * w * 3)  # 3 images per part
+    monkeypatch.setattr(imputation_mod, "_CPU_PART_ELEMS", 3 * h * w * 3)  # 3 images per part
     parts = noisy_linear_impute(images, removed, chunk_size=8)
     torch.testing.assert_close(parts, whole, atol=2e-5, rtol=0)
 
@@ -137,7 +137,7 @@ def test_multigrid_preconditioner_is_symmetric_positive_definite():
     h, w = 45, 38
     coarse = torch.rand(2, 1, 5, 4, generator=gen)
     u = (F.interpolate(coarse, size=(h, w), mode="bilinear") > 0.35).double()
-    mg = road_mod._Multigrid(u, 1, 1)  # two fine parts, coarse grids 23×19, 12×10 and 6×5
+    mg = imputation_mod._Multigrid(u, 1, 1)  # two fine parts, coarse grids 23×19, 12×10 and 6×5
     assert len(mg.parts) == 2 and len(mg.levels) == 3
 
     def apply(x):
