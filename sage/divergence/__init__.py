@@ -2,7 +2,11 @@
 test the SAGE hypothesis that behavioural divergence tracks saliency divergence.
 
 ``python evaluate.py mode=divergence models=[<a>,<b>,...] divergence.dataset=<dataset>`` runs
-:func:`run` (:mod:`~sage.divergence.runner`). The pieces are usable on their own:
+:func:`run` (:mod:`~sage.divergence.runner`, dispatched by :func:`sage.evaluate.run`): the
+checked settings (:mod:`~sage.divergence.settings`), every model and method over the split
+(:mod:`~sage.divergence.collection`), the per-pair and across-pair analysis
+(:mod:`~sage.divergence.analysis`), then files, report and one MLflow run. The measures are
+usable on their own:
 
 - :mod:`~sage.divergence.behaviour`: JS between predictive distributions, disagreement, flips;
 - :mod:`~sage.divergence.saliency`: JS / 1−SSIM between maps (split into fg and bg parts),

@@ -13,7 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["fg_bg_table", "key_measures", "markdown_table", "measure_label", "render_report"]
+__all__ = [
+    "behaviour_table",
+    "fg_bg_table",
+    "key_measures",
+    "markdown_table",
+    "measure_label",
+    "render_report",
+    "saliency_table",
+]
 
 # Display names of per-image divergences (report, plots, verdict lines).
 LABELS: dict[str, str] = {
@@ -259,3 +267,34 @@ def render_report(
         ]
     lines += ["## Files", ""] + [f"- `{f}`" for f in files]
     return "\n".join(lines) + "\n"
+
+
+def behaviour_table(rows: Sequence[dict]) -> pd.DataFrame:
+    """The report's behaviour table from the per-pair behaviour summaries."""
+    b = pd.DataFrame(rows)
+    return pd.DataFrame(
+        {
+            "pair": b.pair,
+            "n": b.n_images.astype(int),
+            "acc a": b.acc_a,
+            "acc b": b.acc_b,
+            "disagreement": b.disagreement,
+            "mean JS(pred)": b.js_pred,
+            "fixed by b": b["flip/fixed"],
+            "broken by b": b["flip/broken"],
+            "different wrong": b["flip/different_wrong"],
+        }
+    )
+
+
+def saliency_table(frames: Sequence[pd.DataFrame], grids: Sequence[str]) -> pd.DataFrame:
+    """The report's saliency table: mean of the key divergences per pair and method."""
+    sal = pd.concat(frames, ignore_index=True)
+    wide = sal.pivot_table(index=["pair", "method"], columns="measure", values="mean", sort=False)
+    keep = ["js_map", "ssim_dist"]
+    for g in grids:
+        keep += [f"spearman_{g}_whole", f"euclid_{g}_whole", f"patch_kl_{g}_whole"]
+    keep.append("embed_dist")
+    wide = wide[[k for k in keep if k in wide.columns]]
+    wide.columns = [measure_label(c) for c in wide.columns]
+    return wide.reset_index()
