@@ -13,6 +13,7 @@ import torch
 
 from conftest import TINY_SYNTH
 from sage.errors import SageError
+from sage.explain import load_maps
 from sage.explain import run as explain_run
 from sage.train import run as train_run
 
@@ -62,10 +63,29 @@ def test_explain_writes_artifacts_and_an_mlflow_run(compose_cfg, checkpoint, tmp
     assert len(tokens) == n_images * 3 * (16 + 64) * 3
     whole = tokens[tokens.region == "whole"].groupby(["image_id", "method", "grid"]).mass.sum()
     assert np.allclose(whole, 1, atol=1e-4)
-    arrays = np.load(out / "arrays/gradcam" / f"{summary.image_id[0]}.npz")
-    assert {"whole", "fg", "bg", "mask", "tokens_4x4", "tokens_8x8"} <= set(arrays.files)
-    assert arrays["tokens_8x8"].shape == (3, 8, 8, 6)
+    # the array store: one shard per batch (batch_size=4) per method, and its index
+    shards = sorted(p.name for p in (out / "arrays/gradcam").iterdir())
+    assert shards == [f"shard-{k:05d}.npz" for k in range(-(-n_images // 4))]
+    index = pd.read_csv(out / "arrays/index.csv")
+    assert len(index) == 3 * n_images and set(index.method) == {"gradcam", "saliency", "half"}
+    ids = list(summary.image_id[:n_images])[::-1][:6]  # across shards, in an arbitrary order
+    arrays = load_maps(out, ids, method="gradcam")
+    assert {"whole", "fg", "bg", "mask", "tokens_4x4", "tokens_8x8"} <= set(arrays)
+    assert arrays["tokens_8x8"].shape == (len(ids), 3, 8, 8, 6)
     assert np.allclose(arrays["fg"] + arrays["bg"], arrays["whole"])
+    assert np.allclose(arrays["whole"].sum(axis=(1, 2)), 1, atol=1e-4)
+    rows = tokens[(tokens.method == "gradcam") & (tokens.grid == "4x4")].set_index("image_id")
+    for i, image_id in enumerate(ids):  # the stored tokens are the table's, image by image
+        mass = rows.loc[image_id].mass.to_numpy().reshape(3, 4, 4)
+        assert np.allclose(arrays["tokens_4x4"][i, ..., 0], mass)
+    with pytest.raises(SageError, match="no gradcam maps for image ids nope"):
+        load_maps(out, [ids[0], "nope"], method="gradcam")
+    with pytest.raises(SageError, match="no method 'eigencam'"):
+        load_maps(out, ids, method="eigencam")
+    with pytest.raises(SageError, match="several methods"):
+        load_maps(out, ids)
+    with pytest.raises(SageError, match="neither an explain output directory"):
+        load_maps(tmp_path / "missing", ids, method="gradcam")
     assert len(list((out / "overlays/gradcam").glob("*.png"))) == 2
     assert (out / "mosaics/gradcam_correct_error.png").stat().st_size > 0
     assert (out / "token_grids/gradcam.png").stat().st_size > 0
@@ -94,12 +114,22 @@ def test_explain_writes_artifacts_and_an_mlflow_run(compose_cfg, checkpoint, tmp
     assert "explain/gradcam/fg_mass" in run.data.metrics
     assert run.data.tags["stage"] == "explain" and run.data.tags["git_commit"]
     assert "method/gradcam" in run.data.params
+    # the same maps, read from the MLflow run's artifacts
+    logged = load_maps(
+        result["run_id"], ids[:2], method="saliency", tracking_uri=client.tracking_uri
+    )
+    local = load_maps(out, ids[:2], method="saliency")
+    assert set(logged) == set(local)
+    assert all(np.array_equal(logged[k], local[k]) for k in local)
 
 
 def test_explain_is_reproducible_and_takes_an_mlflow_run_id(compose_cfg, checkpoint, tmp_path):
     _, first = _explain(compose_cfg, checkpoint, f"paths.output_dir={tmp_path / 'e1'}")
     _, again = _explain(compose_cfg, checkpoint, f"paths.output_dir={tmp_path / 'e2'}")
-    assert (first / "tokens.csv").read_bytes() == (again / "tokens.csv").read_bytes()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(first / "tokens.parquet"), pd.read_parquet(again / "tokens.parquet")
+    )
+    assert (first / "summary.csv").read_bytes() == (again / "summary.csv").read_bytes()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/outputs/mlflow.db")
     (trained,) = client.search_runs(
         [client.get_experiment_by_name("sage").experiment_id], "tags.stage = 'train'"
@@ -110,8 +140,8 @@ def test_explain_is_reproducible_and_takes_an_mlflow_run_id(compose_cfg, checkpo
         "checkpoint_select=last",
         f"paths.output_dir={tmp_path / 'e3'}",
     )
-    a = pd.read_csv(first / "tokens.csv")
-    b = pd.read_csv(by_id / "tokens.csv")
+    a = pd.read_parquet(first / "tokens.parquet")
+    b = pd.read_parquet(by_id / "tokens.parquet")
     assert set(b.model_run) == {trained.info.run_id}  # tokens are joinable to the training run
     pd.testing.assert_frame_equal(a.drop(columns="model_run"), b.drop(columns="model_run"))
     _, latest = _explain(
@@ -143,7 +173,7 @@ def test_method_agreement_and_compare_cli(compose_cfg, checkpoint, tmp_path):
     compare_main(
         [
             str(out / "tokens.parquet"),
-            str(out / "tokens.csv"),
+            str(out / "tokens.parquet"),
             "--out",
             str(tmp_path / "cmp.csv"),
             "--method",

@@ -1,11 +1,12 @@
 """``explain.py mode=neurons``: the unit-attribution analysis of one checkpoint, in MLflow.
 
-Reuses explain's checkpoint resolution (path, MLflow run id or ``latest``) and MLflow
-experiment, then: activations of every unit on the training split (one pass), the top-k
-search per (class, region) (:mod:`sage.neurons.search`), the held-out check, and the
-report (:mod:`sage.neurons.report`). Files land in the run directory and become artifacts
-of an MLflow run ``explain-<timestamp>/<model>-nc<classes>-<dataset>-<variant>`` tagged
-``mode=neurons``, under ``neurons/``.
+Reuses explain's checkpoint resolution (:mod:`sage.training.checkpoint_data`: path, MLflow
+run id or ``latest``) and MLflow experiment, then: activations of every unit on the training
+split (one pass), the top-k search per (class, region) (:mod:`sage.neurons.search`), the
+held-out check, and the report (:mod:`sage.neurons.report`). Files land in the run
+directory and become artifacts of an MLflow run
+``explain-<timestamp>/<model>-nc<classes>-<dataset>-<variant>`` tagged ``mode=neurons``, under
+``neurons/``.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.datamodule import PreparedImages, image_transform
 from ..data.prepared import PreparedDataset
 from ..errors import SageError
-from ..explain import load_checkpoint_and_data
 from ..models import get_backbone_spec
 from ..models.fingerprint import model_fingerprint
 from ..tracking.run_record import git_commit
 from ..tracking.store import experiment_for
+from ..training.checkpoint_data import load_checkpoint_and_data
 from .activations import collect_activations, resolve_regions
 from .report import summary_table, table_metrics, unit_scores_frame, write_figures
 from .search import heldout_scores, search_units

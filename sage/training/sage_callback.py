@@ -57,15 +57,17 @@ from torch import nn
 from ..data.datamodule import PreparedDataModule, PreparedImages, image_transform
 from ..data.prepared import SPLITS
 from ..errors import SageError
-from ..explain_batch import discriminative_parts, explain_batch, ground_truth
-from ..metrics import suite
+from ..explain.batch import discriminative_parts
+from ..explain.sinks import Columns, PooledResults
+from ..explain.sinks.tokens import token_frames
+from ..explain.stage import explain_stream
 from ..metrics.alignment import EA_NAMES
+from ..metrics.registry import metric_set
 from ..metrics.suite import PERTURBATION_SETS, check_metric_sets, is_pooled, pooled_set
 from ..metrics.transforms import sample_transforms
 from ..models import create_backbone
 from ..plots.probe_mosaic import probe_mosaic
 from ..saliency.methods import SaliencyMethod, create_method
-from ..saliency.tokens import tokens_to_frame
 from .probe import ProbeSet
 
 # metric columns also logged per class (besides fg_mass), so the UI can chart them by class
@@ -102,7 +104,7 @@ def _check_metric_options(metrics: Mapping[str, Any]) -> None:
         if options is not None and not isinstance(options, Mapping):
             raise SageError(f"metrics.{name} must be a mapping of options")
         # pooled sets take their options in the batch function, plain sets in the set itself
-        fn = pooled_set(name).batch if is_pooled(name) else suite._SETS[name]
+        fn = pooled_set(name).batch if is_pooled(name) else metric_set(name)
         params = inspect.signature(fn).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             continue
@@ -315,64 +317,51 @@ class SageCallback(pl.Callback):
         probe = self.probe
         if probe is None:
             raise SageError("SageCallback.evaluate before setup: no probe set")
-        n = len(probe.ids)
         labels_np = probe.labels.numpy()
         scalars: dict[str, float] = {}
-        token_frames = []
+        token_tables = []
         first = True
         for key, method in self.methods.items():
-            cache: dict = {}
-            rows: dict[str, list[np.ndarray]] = {}
-            pooled: dict[str, list] = {}
-            minmax = []
-            for s in range(0, n, self.batch_size):
-                sl = slice(s, min(s + self.batch_size, n))
-                parts = probe.parts[sl].to(device) if probe.parts is not None else None
-                ids = probe.ids[sl]
-                res = explain_batch(
-                    net,
-                    method,
-                    probe.images[sl].to(device),
-                    probe.labels[sl].to(device),
-                    probe.masks[sl].to(device),
-                    grids=self.grids,
-                    mean=self._mean,
-                    std=self._std,
-                    metric_sets=metric_sets,
-                    pooled_model_level=first,
-                    parts=parts,
-                    part_names=self._data.part_names,
-                    gt=ground_truth(parts, ids, self._lut),
-                    cache=cache,
-                    ids=ids,
-                )
-                for name, value in [
-                    ("pred", res.pred),
-                    ("conf", res.confidence),
-                    ("a_fg", res.saliency.a_fg),
-                    ("a_bg", res.saliency.a_bg),
-                    ("zero", res.saliency.zero),
-                    *res.columns.items(),
-                ]:
-                    rows.setdefault(name, []).append(value.detach().float().cpu().numpy())
-                for name, result in res.pooled.items():
-                    pooled.setdefault(name, []).append(result)
-                minmax.append(res.saliency.minmax.cpu().numpy())
-                for grid, t in res.tokens.items():
-                    token_frames.append(tokens_to_frame(t, grid, ids, method=key))
-            cols = {k: np.concatenate(v) for k, v in rows.items()}
+            columns = Columns(minmax=out is not None, as_float=True)
+            pooled = PooledResults()
+            for item in explain_stream(
+                net,
+                method,
+                key,
+                self._batches(),
+                device=device,
+                grids=self.grids,
+                mean=self._mean,
+                std=self._std,
+                metric_sets=metric_sets,
+                pooled_model_level=first,
+                part_names=self._data.part_names,
+                discriminative=self._lut,
+            ):
+                columns.add(item)
+                pooled.add(item)
+                token_tables += token_frames(item)
+            cols = columns.arrays()
+            minmax = cols.pop("minmax", None)  # maps, not a per-image scalar
             scalars |= self._scalars(key, cols, labels_np)
-            for name, results in pooled.items():
-                owner = "val_sage" if pooled_set(name).model_level else f"val_sage/{key}"
-                for metric, value in pooled_set(name).aggregate(results).items():
-                    scalars[f"{owner}/{name}/{metric}"] = value
+            scalars |= pooled.flat("val_sage")
             if first:
                 scalars["val_sage/probe_acc"] = float((cols["pred"] == labels_np).mean())
             if out is not None:
-                self._mosaic(key, cols, np.concatenate(minmax), out)
+                self._mosaic(key, cols, minmax, out)
             first = False
-        tokens = pd.concat(token_frames, ignore_index=True)
+        tokens = pd.concat(token_tables, ignore_index=True)
         return {k: v for k, v in scalars.items() if np.isfinite(v)}, {"tokens": tokens}
+
+    def _batches(self, keys: Sequence[str] = ("image", "label", "mask", "parts")) -> Iterator:
+        """The probe as batch mappings for :func:`~sage.explain.stage.explain_stream`."""
+        probe, n = self.probe, len(self.probe.ids)
+        tensors = {"image": probe.images, "label": probe.labels, "mask": probe.masks}
+        if probe.parts is not None:
+            tensors["parts"] = probe.parts
+        for s in range(0, n, self.batch_size):
+            sl = slice(s, min(s + self.batch_size, n))
+            yield {"image_id": probe.ids[sl]} | {k: tensors[k][sl] for k in keys if k in tensors}
 
     def _scalars(self, key: str, cols: dict[str, np.ndarray], labels: np.ndarray) -> dict:
         prefix = f"val_sage/{key}"
@@ -460,24 +449,21 @@ class SageCallback(pl.Callback):
             for key, method in self.methods.items():
                 # the COSE set reads its transforms and model perturbations from the cache
                 cache = {"cose_transforms": transforms, "cose_models": models}
-                results = []
-                n = len(self.probe.ids)
-                for s in range(0, n, self.batch_size):
-                    sl = slice(s, min(s + self.batch_size, n))
-                    res = explain_batch(
-                        net,
-                        method,
-                        self.probe.images[sl].to(device),
-                        self.probe.labels[sl].to(device),
-                        self.probe.masks[sl].to(device),
-                        grids=self.grids[:1],
-                        mean=self._mean,
-                        std=self._std,
-                        metric_sets={"cose": {}},
-                        cache=cache,
-                    )
-                    results.append(res.pooled["cose"])
-                for metric, value in pooled_set("cose").aggregate(results).items():
+                pooled = PooledResults()
+                for item in explain_stream(
+                    net,
+                    method,
+                    key,
+                    self._batches(("image", "label", "mask")),
+                    cache=cache,
+                    device=device,
+                    grids=self.grids[:1],
+                    mean=self._mean,
+                    std=self._std,
+                    metric_sets={"cose": {}},
+                ):
+                    pooled.add(item)
+                for metric, value in pooled.scores("val_sage")[f"val_sage/{key}/cose"].items():
                     if np.isfinite(value):
                         scalars[f"val_sage/{key}/cose_models/{metric}"] = value
         return scalars, used

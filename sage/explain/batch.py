@@ -1,7 +1,8 @@
 """One batch through one saliency method: maps, predictions, fg/bg masses, tokens, metric sets.
 
-Shared by ``explain.py`` (a whole split, written to disk) and the validation-time
-:class:`~sage.training.sage_callback.SageCallback` (a probe set, logged per epoch), so both
+The unit of work of :mod:`sage.explain.stage`, which the explain task (a whole split, streamed
+to disk), the validation-time :class:`~sage.training.sage_callback.SageCallback` (a probe set,
+logged per epoch), the evaluation grid and the divergence analysis all go through, so they
 report the same quantities computed the same way.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,13 +18,13 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .data.prepared import PreparedDataset
-from .errors import check_finite_logits
-from .metrics.suite import MetricContext, compute_metric_sets, is_pooled, pooled_set
-from .saliency.methods import SaliencyMethod
-from .saliency.methods.baselines import GroundTruthMethod
-from .saliency.normalize import SaliencyBatch, normalize_batch
-from .saliency.tokens import tokenize_grids
+from ..data.prepared import PreparedDataset
+from ..errors import SageError, check_finite_logits
+from ..metrics.suite import MetricContext, compute_metric_sets, is_pooled, pooled_set
+from ..saliency.methods import SaliencyMethod
+from ..saliency.methods.baselines import GroundTruthMethod
+from ..saliency.normalize import SaliencyBatch, normalize_batch
+from ..saliency.tokens import tokenize_grids
 
 
 def region_masks(masks: Tensor, parts: Tensor | None, names: Mapping[int, str]) -> dict:
@@ -82,8 +83,8 @@ def explain_batch(
     net: nn.Module,
     method: SaliencyMethod,
     images: Tensor,
-    labels: Tensor,
-    masks: Tensor,
+    labels: Tensor | None,
+    masks: Tensor | None,
     *,
     grids: Sequence[tuple[int, int]],
     mean: Sequence[float],
@@ -108,10 +109,21 @@ def explain_batch(
     method sits out COSE and the randomisation checks.
     Non-finite logits (NaN weights, a broken checkpoint) are a SageError naming the images
     (``ids``; ``where`` completes the message), never predictions or scores computed from them.
+
+    Images without a true class (``labels=None``) are explained for the predicted class;
+    images without a foreground mask (``masks=None``) get the whole-map numbers only: A_fg,
+    A_bg and the fg/bg tokens are NaN. Metric sets need both (a SageError otherwise).
     """
     if isinstance(method, GroundTruthMethod):  # the answer key is this batch's gt map
         method.provide(gt)
         metric_sets = {k: v for k, v in (metric_sets or {}).items() if k not in _NOT_FOR_GT}
+    if explain_true and labels is None:
+        raise SageError("targets=true explains the true class, but these images have no label")
+    if metric_sets and (labels is None or masks is None):
+        raise SageError(
+            "metric sets score maps against labels and foreground masks, which these images "
+            "lack; explain them with metrics=[]"
+        )
     maps = method(net, images, labels if explain_true else None)
     logits = method.last_logits
     if logits is None:  # baselines run no forward; predictions still matter
@@ -122,8 +134,18 @@ def explain_batch(
     logits = logits.detach()
     check_finite_logits(logits, ids, where)
     conf, pred = logits.softmax(-1).max(-1)
-    sb = normalize_batch(maps, masks)
-    out = ExplainedBatch(maps, logits, conf, pred, sb, tokenize_grids(sb.pdf, masks, grids))
+    if masks is None:  # no foreground: every pixel counts as one, region numbers are NaN
+        full = torch.ones(maps.shape, dtype=torch.bool, device=maps.device)
+        sb = normalize_batch(maps, full)
+        nan = torch.full_like(sb.a_fg, float("nan"))
+        sb = replace(sb, a_fg=nan, a_bg=nan)
+        tokens = tokenize_grids(sb.pdf, full, grids)
+        for t in tokens.values():
+            t[:, 1:] = float("nan")  # regions fg, bg (sage.saliency.tokens.REGIONS)
+    else:
+        sb = normalize_batch(maps, masks)
+        tokens = tokenize_grids(sb.pdf, masks, grids)
+    out = ExplainedBatch(maps, logits, conf, pred, sb, tokens)
     if metric_sets:
         ctx = MetricContext(
             model=net,

@@ -1,4 +1,4 @@
-"""explain.py's meta-evaluation stage (``metrics=[..., meta]``): the metrics of every method,
+"""The explain task's meta-evaluation stage (``metrics=[..., meta]``): the metrics of every method,
 the ground-truth map and the baselines on the same images, again on a slightly perturbed and
 on a randomised copy of the model, turned into the validity table of
 :mod:`sage.metrics.meta_evaluation`."""
@@ -15,11 +15,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .explain_batch import explain_batch, ground_truth
-from .metrics.meta_evaluation import perturbed_copy, tier_of, validity_table
-from .metrics.suite import is_pooled
-from .models import create_backbone
-from .saliency.methods import SaliencyMethod
+from ..metrics.meta_evaluation import perturbed_copy, tier_of, validity_table
+from ..metrics.suite import is_pooled
+from ..models import create_backbone
+from ..saliency.methods import SaliencyMethod
+from .batch import explain_batch, ground_truth
 
 # metric sets whose columns say nothing about explanation quality (similarities of maps)
 NOT_SCORED = frozenset({"randomisation"})
