@@ -15,11 +15,15 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from .data.labels import MappingError
 from .errors import MissingWeightsError, SageError
 
 USER_ERRORS = (SageError, MappingError, MissingWeightsError)
+# A config value the user left out (``dataset.root: ???``) or one a resolver could not turn into
+# a value (``${sage_class_folders:}`` on a root that does not exist): fixed on the command line.
+CONFIG_ERRORS = (MissingMandatoryValue, InterpolationResolutionError)
 
 # ${sage_root:} is where outputs/ lives: $SAGE_ROOT, else the working directory. A resolver
 # rather than ${hydra:runtime.cwd} because Hydra resolves the sweep dir before HydraConfig
@@ -92,6 +96,14 @@ def one_line_errors(task: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get("SAGE_TRACEBACK"):
                 raise
             print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
+        except CONFIG_ERRORS as err:
+            if os.environ.get("SAGE_TRACEBACK"):
+                raise
+            key = getattr(err, "full_key", None)
+            where = f" (config key {key})" if key else ""
+            # the first line: OmegaConf appends the key and object type on further lines
+            print(f"error: {str(err).splitlines()[0]}{where}", file=sys.stderr)
             sys.exit(1)
         except Exception as err:
             message = storage_error(err)

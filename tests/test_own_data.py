@@ -5,6 +5,9 @@ without masks, arbitrary images as a dataset and a pretrained model with its own
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +126,29 @@ def test_folder_config_errors(compose_cfg, tmp_path):
     cfg = compose_cfg("prepare", ["dataset=folder/full"])
     with pytest.raises(Exception, match=r"dataset\.root"):
         OmegaConf.to_container(cfg.dataset, resolve=True, throw_on_missing=True)
+
+
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        (None, "Missing mandatory value: dataset.root (config key dataset.num_classes)"),
+        ("nope", "nope does not exist (config key dataset.num_classes)"),
+    ],
+)
+def test_folder_config_errors_are_one_line_on_the_command_line(tmp_path, root, message):
+    args = ["dataset=folder/full", "masker=none"]
+    args += [f"dataset.root={tmp_path / root}"] if root else []
+    result = subprocess.run(
+        [sys.executable, "-m", "sage.prepare", *args],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "SAGE_ROOT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert result.stderr.startswith("error: ") and message in result.stderr
 
 
 def test_mask_free_sets_keep_what_needs_no_mask():
