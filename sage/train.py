@@ -12,6 +12,10 @@ Run integrity:
   directory (its checkpoints and the SAGE callback's weight snapshots), with the resumed config
   logged as ``config/resume-<n>.yaml``;
 - a failure anywhere after the run is created closes it as FAILED with a ``sage.error`` tag.
+
+Console: the libraries' known noise (Lightning tips and device banners, a torch deprecation
+warning) is silenced by :mod:`sage.quiet` (``SAGE_VERBOSE=1`` or ``+verbose=true`` shows it),
+and a finished run ends with its MLflow run id, its output directory and how to open it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from .errors import SageError
 from .models import create_backbone, get_backbone_spec
 from .models.fingerprint import count_parameters, model_fingerprint
 from .plots.confusion import plot_confusion
+from .quiet import quiet_known_noise
 from .tracking.liveness import PID_TAG, claim_run, owner_alive
 from .tracking.run_record import (
     RunLink,
@@ -48,7 +53,7 @@ from .tracking.run_record import (
     read_run_link,
     set_tags,
 )
-from .tracking.store import prepare_experiment
+from .tracking.store import prepare_experiment, sqlite_path
 from .training.classifier import ClassifierModule
 from .training.distributed import check_launch, unrepeated_loader
 
@@ -177,6 +182,7 @@ def _close_failed(run_id: str | None, tracking_uri: str | None, err: BaseExcepti
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg.model`` on ``cfg.dataset``; test the best checkpoint; return final metrics."""
+    quiet_known_noise(cfg.get("verbose"))
     pl.seed_everything(int(cfg.seed), workers=True)
     resume = _resume_point(cfg)
     if resume and resume.output_dir:
@@ -230,10 +236,31 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:  # the other DDP ranks' loggers never touch the store
             opened = logger.run_id  # creates the run (first access)
         _record_start(cfg, logger, dm, net, resume, resumes)
-        return _fit_and_test(cfg, trainer, logger, module, dm, net)
+        metrics = _fit_and_test(cfg, trainer, logger, module, dm, net)
     except BaseException as err:
         _close_failed(opened, uri, err)
         raise
+    if opened:
+        print(where_to_look(uri, logger.experiment_id, opened, cfg.paths.output_dir), flush=True)
+    return metrics
+
+
+def where_to_look(
+    tracking_uri: str | None, experiment_id: str, run_id: str, output_dir: str | Path
+) -> str:
+    """The closing lines of a training run: its MLflow run id, its output directory, and how
+    to open the run in the MLflow UI (a local store needs ``mlflow ui`` started first)."""
+    # MLflow 3.17's UI picks its GenAI or model-training pages from this URL parameter (or the
+    # sidebar switch), not from the experiment's kind tag
+    page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+    if tracking_uri and tracking_uri.startswith(("http://", "https://")):
+        view = f"view:    {tracking_uri.rstrip('/')}/{page}"
+    else:
+        # an absolute database path: the command works from any directory
+        db = sqlite_path(tracking_uri or "")
+        store = f"sqlite:///{db.resolve()}" if db else (tracking_uri or "mlruns")
+        view = f"view:    mlflow ui --backend-store-uri {store}  then http://127.0.0.1:5000/{page}"
+    return f"MLflow run: {run_id}\noutputs: {Path(output_dir).resolve()}\n{view}"
 
 
 def _record_start(
@@ -256,7 +283,7 @@ def _record_start(
         "seed": cfg.seed,
         **code_version(),  # sage_version; git_commit when run from a checkout
         "prepared_dataset": str(dm.data.root),
-        "params": count_parameters(net),
+        "n_parameters": count_parameters(net),
     }
     if resume:
         tags["resumed_from"] = str(resume.checkpoint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -65,9 +66,10 @@ def test_prepare_config_composes(compose_cfg):
 
 def test_run_name_follows_convention(compose_cfg):
     cfg = compose_cfg("train", ["model=resnet18", "dataset=synth_driver100/full"])
-    stage, name = cfg.logger.run_name.split("/")
-    assert stage.startswith("train-")
-    assert name == "resnet18-nc10-synth-driver100-full"
+    # model and variant first: the MLflow UI's run-name column shows about 20 characters
+    model_variant, data, stage = cfg.logger.run_name.split("/")
+    assert (model_variant, data) == ("resnet18-full", "synth-driver100-nc10")
+    assert re.fullmatch(r"train-\d{8}-\d{6}", stage)
     assert cfg.logger.tracking_uri.startswith("sqlite:///") and cfg.logger.tracking_uri.endswith(
         "outputs/mlflow.db"
     )

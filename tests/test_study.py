@@ -133,3 +133,36 @@ def test_report_is_a_self_contained_page(fake_study, tmp_path):
     assert (tmp_path / "report" / "figures").is_dir()
     for src in text.split('src="')[1:]:  # every figure the page shows sits beside it
         assert (page.parent / src.split('"')[0]).is_file()
+
+
+def test_parent_run_opens_before_the_work_and_fails_with_it(tmp_path, monkeypatch):
+    """The parent run starts before the study's first step (its duration is the study's), its
+    name starts with what tells studies apart, and a failing step closes it FAILED with the
+    runs made so far nested under it."""
+    from sage.study import runner
+
+    cfg = compose_task("study", [f"paths.root_dir={tmp_path}", "demo.size=tiny"], "x")
+    seen: dict[str, str] = {}
+
+    def failing_steps(cfg, study, parent_id):
+        client = study.client()
+        parent = client.get_run(parent_id)
+        assert parent.info.status == "RUNNING"  # open while the steps run
+        exp = client.get_experiment_by_name(study.experiment)
+        assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+        seen["child"] = client.create_run(exp.experiment_id, tags={"stage": "train"}).info.run_id
+        raise SageError("training sweep failed")
+
+    monkeypatch.setattr(runner, "_run_steps", failing_steps)
+    with pytest.raises(SageError, match="training sweep failed"):
+        runner.run(cfg)
+
+    client = mlflow.MlflowClient(str(cfg.logger.tracking_uri))
+    exp = client.get_experiment_by_name("sage-study-tiny")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.stage = 'study'")
+    child = client.get_run(seen["child"])
+    assert parent.info.start_time <= child.info.start_time
+    assert parent.info.run_name.startswith("study-tiny-small_cnn/")
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["sage.error"] == "SageError: training sweep failed"
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -33,8 +34,11 @@ def test_training_logs_an_mlflow_run_with_metrics_and_checkpoints(compose_cfg, t
     client = _client(tmp_path)
     (run,) = client.search_runs([client.get_experiment_by_name("sage").experiment_id])
     assert run.info.status == "FINISHED"
-    assert run.info.run_name.endswith("/small_cnn-nc10-synth-sf3d-full")
-    assert run.info.run_name.startswith("train-")
+    # model and variant first (the UI's name column is narrow), the time last
+    assert run.info.run_name.startswith("small_cnn-full/synth-sf3d-nc10/train-")
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == (
+        "custom_model_development"  # MLflow 3's UI opens it on its model-training pages
+    )
     for key in (
         "train/loss",
         "val/acc",
@@ -48,6 +52,7 @@ def test_training_logs_an_mlflow_run_with_metrics_and_checkpoints(compose_cfg, t
     assert (
         tags["seed"] == "42" and tags["git_commit"] and len(tags["model_fingerprint_final"]) == 16
     )
+    assert int(tags["n_parameters"]) > 1000 and "params" not in tags
     assert run.data.params["model/name"] == "small_cnn"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config", "figures", "last"} <= artifacts  # Lightning logs each checkpoint by stem
@@ -59,6 +64,31 @@ def test_training_logs_an_mlflow_run_with_metrics_and_checkpoints(compose_cfg, t
     net, hparams = load_classifier(on_disk[0], expect_backbone="small_cnn")
     assert hparams["class_names"] == [f"c{i}" for i in range(10)]
     assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_training_output_is_quiet_and_ends_with_the_run_and_its_directory(
+    compose_cfg, tmp_path, capfd, caplog, monkeypatch
+):
+    monkeypatch.delenv("SAGE_VERBOSE", raising=False)
+    caplog.set_level(logging.INFO)
+    train_run(compose_cfg("train", FAST))
+    out, err = capfd.readouterr()
+    # Lightning logs to stderr or, where the root logger has handlers (pytest's), to those
+    printed = out + err + caplog.text
+    assert "Restoring states from the checkpoint" in printed  # its other info lines stay
+    for noise in ("💡 Tip", "GPU available:", "TPU available:", "LeafSpec", "Seed set to"):
+        assert noise not in printed, noise
+
+    client = _client(tmp_path)
+    (run,) = client.search_runs([client.get_experiment_by_name("sage").experiment_id])
+    run_id, exp_id = run.info.run_id, run.info.experiment_id
+    assert out.splitlines()[-3:] == [
+        f"MLflow run: {run_id}",
+        f"outputs: {(tmp_path / 'run').resolve()}",
+        f"view:    mlflow ui --backend-store-uri sqlite:///{tmp_path.resolve()}/outputs/mlflow.db"
+        f"  then http://127.0.0.1:5000/#/experiments/{exp_id}/runs/{run_id}"
+        "?workflowType=machine_learning",
+    ]
 
 
 def test_fast_dev_run_config_runs_every_loop_once(compose_cfg):

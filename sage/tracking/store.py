@@ -15,10 +15,16 @@ Against a tracking server (``http(s)://``) the experiment is created without the
 local ``artifact_location``: the server decides where artifacts go (``mlflow server
 --serve-artifacts --artifacts-destination ...``), so clients on other machines upload to it
 instead of to a path on their own disk.
+
+Every experiment SAGE uses is tagged ``mlflow.experimentKind = custom_model_development``:
+without it MLflow 3's UI guesses the kind and opens an experiment on its GenAI pages (traces,
+evaluations) instead of the runs table where training, evaluation and explanation runs are
+compared. An experiment that already carries a kind (chosen in the UI) keeps it.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -29,6 +35,11 @@ from filelock import FileLock
 from mlflow.exceptions import MlflowException
 
 from .liveness import sweep_once
+
+# MLflow 3's UI reads this experiment tag to choose between its GenAI and model-training
+# views (values of its ExperimentKind: genai_development, custom_model_development, ...)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -70,9 +81,15 @@ def _ensure_experiment(
         for attempt in range(attempts):
             exp = client.get_experiment_by_name(name)
             if exp is not None:
+                if EXPERIMENT_KIND_TAG not in exp.tags:  # created before SAGE tagged the kind
+                    _set_kind(client, exp.experiment_id)
                 return exp.experiment_id
             try:
-                return client.create_experiment(name, artifact_location=artifact_location)
+                return client.create_experiment(
+                    name,
+                    artifact_location=artifact_location,
+                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+                )
             except MlflowException as err:
                 # another job created it between our lookup and create: look it up again
                 if attempt == attempts - 1:
@@ -80,6 +97,15 @@ def _ensure_experiment(
                 if err.error_code != "RESOURCE_ALREADY_EXISTS":
                     time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _set_kind(client: mlflow.MlflowClient, experiment_id: str) -> None:
+    """Tag an existing experiment with SAGE's kind; only the UI's first view depends on it, so
+    a store that refuses the write (a read-only server account) is no reason to stop."""
+    try:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    except MlflowException as err:
+        print(f"warning: could not tag experiment {experiment_id}: {err}", file=sys.stderr)
 
 
 def experiment_for(logger_cfg: Any) -> str:
