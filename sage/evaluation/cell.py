@@ -1,8 +1,9 @@
 """One cell of the grid: a source model's predictions on a target split, and their artifacts.
 
 :func:`predict` runs the model over the split in batches (and, when saliency methods are
-given, computes their maps for the predicted class, normalises them and keeps per image
-A_fg, A_bg, the all-zero flag and the whole-map cell masses of every token grid).
+given, explains the predicted class through explain's stage, :func:`sage.explain.stage.
+explain_one`, keeping per image A_fg, A_bg, the all-zero flag and the whole-map cell masses
+of every token grid).
 :func:`write_cell` turns the predictions into the cell's files:
 
 | file | content |
@@ -40,6 +41,8 @@ import sage.plots  # noqa: F401  (Agg backend)
 from ..data.datamodule import PreparedImages
 from ..data.prepared import PreparedDataset
 from ..errors import SageError, check_finite_logits
+from ..explain.sinks.columns import Columns
+from ..explain.stage import explain_one
 from ..plots.clusters import (
     cluster_thumbnail_sheet,
     plot_cluster_bands,
@@ -49,8 +52,6 @@ from ..plots.clusters import (
 from ..plots.confusion import plot_confusion_fp_fn
 from ..plots.roc import plot_roc_overall, plot_roc_per_class
 from ..saliency.methods import SaliencyMethod
-from ..saliency.normalize import normalize_batch
-from ..saliency.tokens import tokenize_grids
 from .classification import (
     classification_metrics,
     confusion,
@@ -95,7 +96,7 @@ def predict(
     net = net.to(device).eval()
     ids: list[str] = []
     labels, probs = [], []
-    sal: dict[str, dict[str, list]] = {m: {} for m in methods}
+    columns = {m: Columns(metrics=False, masses=True) for m in methods}
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=True):
         x = batch["image"].to(device)
         batch_ids = list(batch["image_id"])
@@ -105,25 +106,25 @@ def predict(
         ids += batch_ids
         labels.append(batch["label"].numpy())
         probs.append(logits.float().softmax(-1).double().cpu().numpy())
+        # the grid explains the predicted class; only the masses are kept (no metric sets)
+        source = {"image": x, "image_id": batch_ids}
+        source |= {"mask": batch["mask"]} if "mask" in batch else {}
         for name, method in methods.items():
-            maps = method(net, x, None)
-            masks = batch["mask"].to(device)
-            sb = normalize_batch(maps, masks)
-            tokens = tokenize_grids(sb.pdf, masks, grids)
-            store = sal[name]
-            store.setdefault("a_fg", []).append(sb.a_fg.detach().cpu().numpy())
-            store.setdefault("a_bg", []).append(sb.a_bg.detach().cpu().numpy())
-            store.setdefault("zero", []).append(sb.zero.cpu().numpy())
-            for grid, t in tokens.items():  # whole region (0), mass feature (0)
-                mass = t[:, 0, :, :, 0].flatten(1).detach().cpu().numpy()
-                store.setdefault(f"mass_{grid}", []).append(mass)
+            item = explain_one(
+                net, method, name, source, device=device, grids=grids, mean=(), std=()
+            )
+            columns[name].add(item)
     if not ids:
         raise SageError(f"split {images.split!r} of {images.data.root} is empty")
+    keep = ("a_fg", "a_bg", "zero")
     return Predictions(
         ids,
         np.concatenate(labels).astype(np.int64),
         np.concatenate(probs),
-        {m: {k: np.concatenate(v) for k, v in store.items()} for m, store in sal.items()},
+        {
+            m: {k: v for k, v in c.arrays().items() if k in keep or k.startswith("mass_")}
+            for m, c in columns.items()
+        },
     )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..explain.maps import load_maps
 from ..plots.tokens import plot_token_grid
 
 _CSS = """
@@ -108,7 +109,7 @@ def _token_grids(explain_dir: Path, method: str, out: Path) -> list[Path]:
     if frame.empty:
         return []
     image_id = str(frame.image_id.iloc[0])
-    arrays = np.load(explain_dir / "arrays" / method / f"{image_id}.npz")
+    arrays = {k: v[0] for k, v in load_maps(explain_dir, [image_id], method=method).items()}
     whole = arrays["whole"]
     rgb = _image(explain_dir, image_id, whole.shape)
     paths = []
