@@ -19,7 +19,7 @@ from ..metrics.meta_evaluation import perturbed_copy, tier_of, validity_table
 from ..metrics.suite import is_pooled
 from ..models import create_backbone
 from ..saliency.methods import SaliencyMethod
-from .batch import explain_batch, ground_truth
+from .stage import explain_stream
 
 # metric sets whose columns say nothing about explanation quality (similarities of maps)
 NOT_SCORED = frozenset({"randomisation"})
@@ -45,32 +45,26 @@ def score_model(
     device = next(net.parameters()).device
     frames = []
     for key, method in methods.items():
-        for batch in tqdm(loader, desc=f"{desc} {key}", disable=not progress):
-            images, labels = batch["image"].to(device), batch["label"].to(device)
-            parts = batch["parts"].to(device) if "parts" in batch else None
-            ids = list(batch["image_id"])
-            res = explain_batch(
-                net,
-                method,
-                images,
-                labels,
-                batch["mask"].to(device),
-                grids=[],
-                mean=mean,
-                std=std,
-                explain_true=explain_true,
-                metric_sets=sets,
-                pooled_model_level=False,
-                parts=parts,
-                part_names=part_names,
-                gt=ground_truth(parts, ids, discriminative),
-                ids=ids,
-                where=f" ({desc})",
-            )
+        batches = tqdm(loader, desc=f"{desc} {key}", disable=not progress)
+        for item in explain_stream(
+            net,
+            method,
+            key,
+            batches,
+            device=device,
+            mean=mean,
+            std=std,
+            explain_true=explain_true,
+            metric_sets=sets,
+            pooled_model_level=False,
+            part_names=part_names,
+            discriminative=discriminative,
+            where=f" ({desc})",
+        ):
             frames.append(
                 pd.DataFrame(
-                    {"image_id": ids, "method": key}
-                    | {c: v.detach().cpu().numpy() for c, v in res.columns.items()}
+                    {"image_id": item.ids, "method": key}
+                    | {c: v.detach().cpu().numpy() for c, v in item.result.columns.items()}
                 )
             )
     return pd.concat(frames, ignore_index=True)
