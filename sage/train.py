@@ -21,6 +21,7 @@ and a finished run ends with its MLflow run id, its output directory and how to 
 from __future__ import annotations
 
 import copy
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,12 +254,14 @@ def where_to_look(
     # MLflow 3.17's UI picks its GenAI or model-training pages from this URL parameter (or the
     # sidebar switch), not from the experiment's kind tag
     page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
-    if tracking_uri and tracking_uri.startswith(("http://", "https://")):
-        view = f"view:    {tracking_uri.rstrip('/')}/{page}"
+    # a password in the URI (postgresql://user:secret@host/db) stays off the console
+    shown = re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", tracking_uri or "")
+    if shown.startswith(("http://", "https://")):
+        view = f"view:    {shown.rstrip('/')}/{page}"
     else:
         # an absolute database path: the command works from any directory
-        db = sqlite_path(tracking_uri or "")
-        store = f"sqlite:///{db.resolve()}" if db else (tracking_uri or "mlruns")
+        db = sqlite_path(shown)
+        store = f"sqlite:///{db.resolve()}" if db else (shown or "mlruns")
         view = f"view:    mlflow ui --backend-store-uri {store}  then http://127.0.0.1:5000/{page}"
     return f"MLflow run: {run_id}\noutputs: {Path(output_dir).resolve()}\n{view}"
 

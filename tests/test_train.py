@@ -91,6 +91,16 @@ def test_training_output_is_quiet_and_ends_with_the_run_and_its_directory(
     ]
 
 
+def test_closing_lines_for_a_server_and_a_database_hide_passwords():
+    from sage.train import where_to_look
+
+    page = "#/experiments/3/runs/abc?workflowType=machine_learning"
+    server = where_to_look("https://u:secret@mlflow.example/", "3", "abc", "/tmp")
+    assert server.splitlines()[-1] == f"view:    https://u:***@mlflow.example/{page}"
+    db = where_to_look("postgresql://u:secret@h:5432/db", "3", "abc", "/tmp")
+    assert "postgresql://u:***@h:5432/db" in db and "secret" not in db
+
+
 def test_fast_dev_run_config_runs_every_loop_once(compose_cfg):
     metrics = train_run(compose_cfg("train", [*FAST, "debug=fdr"]))
     assert "val/acc" in metrics
