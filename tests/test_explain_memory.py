@@ -31,6 +31,7 @@ from sage.saliency.methods import create_method
 
 SIZE, BATCH, CLASSES = 64, 8, ["a", "b", "c"]
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+KEYS = {"split": "test", "variant": "full", "model_run": "run"}
 
 
 def batches(n_images: int) -> Iterator[dict]:
@@ -53,11 +54,10 @@ def explain_to_disk(n_images: int, out: Path) -> int:
     torch.manual_seed(0)
     net = create_backbone("small_cnn", len(CLASSES)).eval()
     method = create_method("gradcam")
-    keys = {"split": "test", "variant": "full", "model_run": "run"}
     tracemalloc.start()
     try:
         store, tokens = ArrayStore(out / "arrays"), TokenTable(out / "tokens.parquet", CLASSES)
-        summary, metrics, pooled = SummaryRows(CLASSES, **keys), MetricRows(), PooledResults()
+        summary, metrics, pooled = SummaryRows(CLASSES, **KEYS), MetricRows(), PooledResults()
         visuals = Visuals(out, "gradcam", CLASSES, MEAN, STD, overlays=4, title="gradcam")
         for item in explain_stream(
             net,
@@ -94,3 +94,26 @@ def test_memory_peak_does_not_grow_with_the_batches(tmp_path):
     maps = load_maps(out, ["img00399", "img00000"], method="gradcam")
     assert maps["whole"].shape == (2, SIZE, SIZE)
     assert np.allclose(maps["whole"].sum(axis=(1, 2)), 1, atol=1e-4)
+
+
+def test_the_stage_explains_unlabelled_images_without_masks(tmp_path):
+    """A source with images and ids only: the predicted class is explained, whole-map numbers
+    are kept, region numbers are NaN and the store has no mask."""
+    net = create_backbone("small_cnn", len(CLASSES)).eval()
+    bare = ({"image": b["image"], "image_id": b["image_id"]} for b in batches(12))
+    store, summary = ArrayStore(tmp_path / "arrays"), SummaryRows(CLASSES, **KEYS)
+    tokens = TokenTable(tmp_path / "tokens.parquet", CLASSES)
+    for item in explain_stream(
+        net, create_method("gradcam"), "gradcam", bare, grids=[(4, 4)], mean=MEAN, std=STD
+    ):
+        for sink in (store, summary, tokens):
+            sink.add(item)
+    tokens.close()
+    rows = summary.frame()
+    assert rows.a_fg.isna().all() and rows.correct.isna().all() and rows["class"].isna().all()
+    maps = load_maps(tmp_path, ["img00011", "img00003"])  # one method: no method= needed
+    assert set(maps) == {"whole", "tokens_4x4"}
+    mass = maps["tokens_4x4"][:, 0, ..., 0].sum(axis=(1, 2))  # whole region: S̃'s mass
+    assert np.allclose(mass, maps["whole"].sum(axis=(1, 2)), atol=1e-5)
+    assert np.isnan(maps["tokens_4x4"][:, 1:]).all()
+    assert "class" not in pd.read_parquet(tmp_path / "tokens.parquet").columns

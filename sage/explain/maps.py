@@ -52,6 +52,8 @@ def load_maps(
         SageError: ``run`` is neither; an unknown method or image id.
     """
     ids = [str(i) for i in image_ids]
+    if not ids:
+        raise SageError("load_maps needs at least one image id")
     local = Path(run).expanduser()
     if local.is_dir():
         root = local / "arrays" if (local / "arrays" / INDEX).is_file() else local
@@ -101,8 +103,6 @@ def _read(
             f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         )
         raise SageError(f"{where} has no {method} maps for image ids {shown}")
-    if not ids:
-        raise SageError("load_maps needs at least one image id")
     wanted = rows.loc[ids]
     parts: dict[str, list[np.ndarray]] = {}
     order: list[int] = []

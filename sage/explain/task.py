@@ -211,6 +211,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tokens.close()
 
     table = summary.frame()
+    if table is None:
+        raise SageError(f"split {cfg.split!r} of {data.root} has no image to explain")
     table.to_csv(out / "summary.csv", index=False)
     aggregates = mass_aggregates(table, seconds)
     per_image = metric_rows.frame()
