@@ -218,3 +218,18 @@ def test_parallel_prepare_writes_what_the_serial_run_writes(compose_cfg):
         data = [f for f in files if f.suffix != ".png" or f.parts[0] != "mosaics"]
         _, mismatch, errors = filecmp.cmpfiles(a, b, [str(f) for f in data], shallow=False)
         assert not mismatch and not errors, mismatch[:5]
+
+
+def test_non_square_synth_prepares_at_its_own_size(prepare):
+    """SF3D is 640x480: a [width, height] SynthDrivers size goes through every variant at the
+    frame size (crops are resized back to width x height, masks and parts follow)."""
+    links = prepare("synth_sf3d/full", ("dataset.synth.size=[80,60]",))
+    for variant in VARIANTS:
+        ds = PreparedDataset.open(links[variant])
+        image_id = ds.meta["image_id"].iloc[0]
+        image = next((links[variant] / "images").glob(f"{image_id}.*"))
+        with Image.open(image) as im:
+            assert im.size == (80, 60)
+        for kind in ("masks", "parts"):
+            with Image.open(links[variant] / kind / f"{image_id}.png") as im:
+                assert im.size == (80, 60)

@@ -282,3 +282,61 @@ def test_cli(tmp_path, capsys):
     assert "C22_Talk_to_Passenger" in out
     with Image.open(next((tmp_path / "synth-driver100").rglob("*.jpg"))) as im:
         assert im.size == (48, 48)
+
+
+def test_square_keys_unchanged_and_size_list_is_the_same_config():
+    # Keys of square configs written before non-square sizes existed: a changed key would
+    # regenerate every cached dataset and move every prepared link.
+    from sage.data.synth_settings import raw_key
+
+    assert raw_key(SynthConfig()) == "e42fbfd0"
+    assert raw_key(SynthConfig(domain="synth-driver100", size=96)) == "1034b776"
+    assert raw_key(SynthConfig(images_per_class=30, n_subjects=5)) == "041bcbcf"
+    assert SynthConfig(size=[128, 128]) == SynthConfig()
+    assert raw_key(SynthConfig(size=[640, 480])) not in {
+        raw_key(SynthConfig(size=s)) for s in (480, 640)
+    }
+    with pytest.raises(ValueError, match="width, height"):
+        SynthConfig(size=[640, 480, 3])
+    with pytest.raises(ValueError, match="too small"):
+        SynthConfig(size=[640, 24])
+
+
+def test_square_bytes_unchanged(tmp_path):
+    # Digest of the TINY synth-sf3d tree (images, masks, parts) written by the square-only
+    # renderer: the non-square canvas must draw square frames pixel for pixel as before.
+    import hashlib
+
+    root = generate(tmp_path, _cfg("synth-sf3d", size=[64, 64]))
+    digest = hashlib.sha256()
+    for suffix in ("", "_masks", "_parts"):
+        d = root.with_name(root.name + suffix)
+        for p in sorted(d.rglob("*")):
+            if p.is_file():
+                digest.update(str(p.relative_to(d)).encode())
+                digest.update(p.read_bytes())
+    assert digest.hexdigest() == "79a75b5a205e082a8c7a4e189a3d016a8dfeb2373e451a7d18a98e203f4f11b7"
+
+
+def test_non_square_images_masks_parts_and_workers(tmp_path):
+    cfg = _cfg("synth-sf3d", size=[96, 72])
+    serial = generate(tmp_path / "a", cfg)
+    parallel = generate(tmp_path / "b", cfg, workers=2)
+    assert _tree(serial) == _tree(parallel)  # worker processes write the serial bytes
+    manifest = json.loads((serial / MANIFEST).read_text())
+    assert manifest["config"]["size"] == [96, 72]
+    assert generate(tmp_path / "a", SynthConfig(**{**TINY, "size": (96, 72)})) == serial  # cached
+    for row in _meta(serial):
+        with Image.open(serial / row["path"]) as im:
+            assert im.size == (96, 72)
+        mask, parts = _png(serial, "masks", row["path"]), _png(serial, "parts", row["path"])
+        assert mask.shape == parts.shape == (72, 96)
+        assert (mask == 255).any() and (parts == SPURIOUS).any()  # driver and sticker in frame
+        assert np.array_equal(mask == 255, np.isin(parts, FOREGROUND_IDS))
+
+
+def test_cli_non_square(tmp_path, capsys):
+    argv = ["--out", str(tmp_path), "--images-per-class", "3", "--n-subjects", "3"]
+    assert cli_main([*argv, "--size", "80", "60"]) == 0
+    with Image.open(next((tmp_path / "synth-sf3d").rglob("*.jpg"))) as im:
+        assert im.size == (80, 60)

@@ -36,7 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=defaults.images_per_class,
         help="images per mapped class (unmapped 100-Driver classes get a quarter)",
     )
-    p.add_argument("--size", type=int, default=defaults.size, help="image side in pixels")
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        metavar="PX",
+        default=[defaults.size],
+        help="image side in pixels, or WIDTH HEIGHT (e.g. 640 480, the size of real SF3D)",
+    )
     p.add_argument(
         "--p-spurious",
         type=float,
@@ -46,20 +53,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-subjects", type=int, default=defaults.n_subjects, help="synthetic drivers")
     p.add_argument("--seed", type=int, default=defaults.seed, help="base random seed")
     p.add_argument("--force", action="store_true", help="regenerate even if cached")
+    p.add_argument("--workers", type=int, default=1, help="rendering processes (same bytes)")
     args = p.parse_args(argv)
+    if len(args.size) > 2:
+        p.error("--size takes one value (square) or two (WIDTH HEIGHT)")
+    size = args.size[0] if len(args.size) == 1 else tuple(args.size)
 
     domains = DOMAINS if args.domain == "all" else (args.domain,)
     for domain in domains:
         cfg = SynthConfig(
             domain=domain,
             images_per_class=args.images_per_class,
-            size=args.size,
+            size=size,
             p_spurious=args.p_spurious,
             n_subjects=args.n_subjects,
             seed=args.seed,
         )
         t0 = time.perf_counter()
-        root = generate(args.out, cfg, force=args.force)
+        root = generate(args.out, cfg, force=args.force, workers=args.workers)
         dt = time.perf_counter() - t0
         manifest = json.loads((root / MANIFEST).read_text())
         print(f"{root}  ({manifest['n_images']} images, {dt:.1f} s)")

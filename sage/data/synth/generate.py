@@ -26,11 +26,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +80,9 @@ class SynthConfig:
             C17/C19 in ``synth-driver100``); other 100-Driver classes get a quarter.
             Subjects take turns, so each subject has every class when this is at least
             ``n_subjects``.
-        size: side of the square images in pixels.
+        size: side of the square images in pixels, or ``[width, height]`` for non-square
+            ones (real SF3D is ``[640, 480]``); a list with equal sides is stored as the int,
+            so it is the same dataset (and settings key) as the square size.
         p_spurious: probability that the dashboard sticker takes its class's colour
             (otherwise a uniformly random one of the ten colours) in ``synth-sf3d``. Ignored
             by ``synth-driver100``, whose sticker colour is always random (no correlation).
@@ -87,7 +93,7 @@ class SynthConfig:
 
     domain: str = "synth-sf3d"
     images_per_class: int = 40
-    size: int = 128
+    size: int | tuple[int, int] = 128
     p_spurious: float = 0.8
     sticker_side: float = STICKER_SIDE
     n_subjects: int = 20
@@ -96,7 +102,14 @@ class SynthConfig:
     def __post_init__(self) -> None:
         if self.domain not in DOMAINS:
             raise ValueError(f"unknown SynthDrivers domain {self.domain!r}; choose from {DOMAINS}")
-        if self.size < 32:
+        if not isinstance(self.size, int) or isinstance(self.size, bool):
+            # Hydra hands a ListConfig; a tuple keeps the frozen config hashable.
+            try:
+                width, height = (int(v) for v in self.size)
+            except (TypeError, ValueError):
+                raise ValueError(f"size={self.size!r} must be an int or [width, height]") from None
+            object.__setattr__(self, "size", width if width == height else (width, height))
+        if min(self.width, self.height) < 32:
             raise ValueError(f"size={self.size} is too small to draw a driver (minimum 32)")
         if not 0.0 < self.sticker_side < 0.5:
             raise ValueError(f"sticker_side={self.sticker_side} must lie in (0, 0.5)")
@@ -109,6 +122,22 @@ class SynthConfig:
                 f"images_per_class={self.images_per_class} < n_subjects={self.n_subjects}: "
                 "every subject must have every class; raise images_per_class or lower n_subjects"
             )
+
+    @property
+    def width(self) -> int:
+        """Image width in pixels."""
+        return self.size if isinstance(self.size, int) else self.size[0]
+
+    @property
+    def height(self) -> int:
+        """Image height in pixels."""
+        return self.size if isinstance(self.size, int) else self.size[1]
+
+
+def config_record(cfg: SynthConfig) -> dict:
+    """``cfg`` as plain JSON values (a ``[width, height]`` size as a list), as the manifest
+    stores it and the settings key hashes it."""
+    return json.loads(json.dumps(asdict(cfg)))
 
 
 @dataclass(frozen=True)
@@ -198,7 +227,12 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     Image.fromarray(array).save(path)  # 2-D uint8 -> mode "L"
 
 
-def _render_all(cfg: SynthConfig, items: list[_Item], root: Path, masks: Path, parts: Path) -> None:
+def _render_chunk(
+    items: Iterable[_Item], cfg: SynthConfig, root: Path, masks: Path, parts: Path
+) -> list[tuple]:
+    """Render and write ``items``; return their rows of ``synth_meta.csv``. Every image and
+    subject look comes from its own seeded generator, so any split of the work between
+    processes writes the same bytes."""
     styles: dict[int, Style] = {}
     rows = []
     fg_ids = np.asarray(FOREGROUND_IDS, dtype=np.uint8)
@@ -211,7 +245,7 @@ def _render_all(cfg: SynthConfig, items: list[_Item], root: Path, masks: Path, p
             _image_rng(cfg, item.seed_key),
             item.activity,
             styles[item.style_index],
-            cfg.size,
+            (cfg.width, cfg.height),
             sticker=sticker,
             sticker_side=cfg.sticker_side,
         )
@@ -223,6 +257,23 @@ def _render_all(cfg: SynthConfig, items: list[_Item], root: Path, masks: Path, p
         _write_png(masks / png, np.isin(labels, fg_ids).astype(np.uint8) * 255)
         _write_png(parts / png, labels)
         rows.append((item.rel, item.class_key, item.activity, item.subject, sticker, item.split))
+    return rows
+
+
+def _render_all(
+    cfg: SynthConfig, items: list[_Item], root: Path, masks: Path, parts: Path, workers: int = 1
+) -> None:
+    work = partial(_render_chunk, cfg=cfg, root=root, masks=masks, parts=parts)
+    if workers <= 1:
+        rows = work(items)
+    else:
+        # Spawned, not forked, for the same reason as prepare's pool (torch/OpenMP threads in
+        # the parent); chunks come back in order, so synth_meta.csv is the serial one.
+        step = 64
+        chunks = [items[i : i + step] for i in range(0, len(items), step)]
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, ctx) as pool:
+            rows = [row for chunk_rows in pool.map(work, chunks) for row in chunk_rows]
     with open(root / META, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["path", "class", "activity", "subject", "sticker", "split"])
@@ -269,7 +320,7 @@ def _manifest_matches(root: Path, cfg: SynthConfig) -> bool:
         return False
     return (
         manifest.get("version") == GENERATOR_VERSION
-        and manifest.get("config") == asdict(cfg)
+        and manifest.get("config") == config_record(cfg)
         and _sibling(root, "masks").is_dir()
         and _sibling(root, "parts").is_dir()
     )
@@ -286,7 +337,9 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def generate(out_dir: str | Path, cfg: SynthConfig, *, force: bool = False) -> Path:
+def generate(
+    out_dir: str | Path, cfg: SynthConfig, *, force: bool = False, workers: int = 1
+) -> Path:
     """Write the ``cfg.domain`` dataset under ``out_dir`` and return its root ``out_dir/<domain>``.
 
     Cached: when ``ROOT/synth_manifest.json`` records the same config and generator version
@@ -294,7 +347,8 @@ def generate(out_dir: str | Path, cfg: SynthConfig, *, force: bool = False) -> P
     ``force=True``, the dataset is rendered into a hidden temporary directory under
     ``out_dir`` and moved into place: the old tree is removed root first (its manifest
     vanishes before anything else), then masks and parts are moved in and the root last, so
-    an interrupted run never leaves a tree that looks complete.
+    an interrupted run never leaves a tree that looks complete. ``workers`` > 1 renders in
+    that many processes; the bytes are the same as a serial run's.
     """
     out_dir = Path(out_dir)
     root = out_dir / cfg.domain
@@ -309,18 +363,18 @@ def generate(out_dir: str | Path, cfg: SynthConfig, *, force: bool = False) -> P
             d.mkdir()
         if cfg.domain == "synth-sf3d":
             items = _sf3d_plan(cfg)
-            _render_all(cfg, items, t_root, t_masks, t_parts)
+            _render_all(cfg, items, t_root, t_masks, t_parts, workers)
             _write_sf3d_lists(t_root, items)
         else:
             items = _driver100_plan(cfg)
-            _render_all(cfg, items, t_root, t_masks, t_parts)
+            _render_all(cfg, items, t_root, t_masks, t_parts, workers)
             _write_driver100_splits(t_root, items)
         (t_parts / "legend.json").write_text(json.dumps(_legend(cfg), indent=1) + "\n")
         counts = Counter(it.class_key for it in items if it.labelled)
         manifest = {
             "generator": "sage.data.synth",
             "version": GENERATOR_VERSION,
-            "config": asdict(cfg),
+            "config": config_record(cfg),
             "effective_p_spurious": cfg.p_spurious if cfg.domain == "synth-sf3d" else 0.0,
             "n_images": len(items),
             "n_unlabelled": sum(not it.labelled for it in items),

@@ -200,7 +200,7 @@ def render(
     rng: np.random.Generator,
     activity: str,
     style: Style,
-    size: int,
+    size: int | tuple[int, int],
     *,
     sticker: int | None = None,
     sticker_side: float = STICKER_SIDE,
@@ -213,7 +213,8 @@ def render(
             the same generator state gives the same image.
         activity: a key of :data:`sage.data.synth.activities.ACTIVITIES`.
         style: subject appearance and domain look, see :func:`sage.data.synth.make_style`.
-        size: side of the square image in pixels.
+        size: side of the square image in pixels, or ``(width, height)`` (the canonical
+            square at the shorter side, centred, with more cabin beside it).
         sticker: index into :data:`STICKER_COLOURS` of the spurious dashboard sticker, or
             ``None`` for no sticker.
         sticker_side: the sticker's side as a fraction of the frame.
@@ -221,8 +222,8 @@ def render(
             which is only useful to check that colours and labels line up.
 
     Returns:
-        ``(image, parts)``: an (size, size, 3) uint8 RGB image and an (size, size) uint8
-        part-label image (ids of :data:`sage.data.synth.scene.PART_NAMES`).
+        ``(image, parts)``: an (height, width, 3) uint8 RGB image and an (height, width)
+        uint8 part-label image (ids of :data:`sage.data.synth.scene.PART_NAMES`).
     """
     if activity not in ACTIVITIES:
         raise ValueError(f"unknown activity {activity!r}; known: {sorted(ACTIVITIES)}")

@@ -7,7 +7,10 @@ occlusion is the drawing order, identical on both canvases.
 
 Scene coordinates are fractions of a canonical square frame (x to the right, y down). The
 camera of a domain (:class:`DomainLook`) maps them to pixels with a scale about
-:data:`CAMERA_ANCHOR` and a shift, which is how the two domains differ in placement.
+:data:`CAMERA_ANCHOR` and a shift, which is how the two domains differ in placement. A
+non-square image (SF3D's 640x480) shows the canonical square at its shorter side, centred,
+and more of the cabin on either side of it (a wider field of view, nothing stretched): the
+cabin shapes reach well beyond the square, so the extra margin is always drawn.
 
 The driver faces the camera: the driver's *right* hand appears on the image *left*, the
 passenger side (left-hand-drive car) and the centre console are on the image left too.
@@ -210,20 +213,24 @@ class Canvas:
     shift) maps them to pixels. Lengths (widths, radii) scale with the camera too.
     """
 
-    def __init__(self, size: int, scale: float, shift: Pt, fill: RGB) -> None:
-        self.size = size
+    def __init__(self, size: int | tuple[int, int], scale: float, shift: Pt, fill: RGB) -> None:
+        self.width, self.height = (size, size) if isinstance(size, int) else size
+        # The canonical square spans the shorter side, centred; a square frame has no offset,
+        # so its pixels (and bytes) are those of the square-only canvas.
+        self.size = min(self.width, self.height)
+        self.x0, self.y0 = (self.width - self.size) / 2, (self.height - self.size) / 2
         self.scale = scale
         self.shift = shift
-        self.rgb = Image.new("RGB", (size, size), fill)
-        self.labels = Image.new("L", (size, size), BACKGROUND)
+        self.rgb = Image.new("RGB", (self.width, self.height), fill)
+        self.labels = Image.new("L", (self.width, self.height), BACKGROUND)
         self._rgb = ImageDraw.Draw(self.rgb)
         self._lab = ImageDraw.Draw(self.labels)
 
     def px(self, p: Pt) -> Pt:
         ax, ay = CAMERA_ANCHOR
         return (
-            ((p[0] - ax) * self.scale + ax + self.shift[0]) * self.size,
-            ((p[1] - ay) * self.scale + ay + self.shift[1]) * self.size,
+            ((p[0] - ax) * self.scale + ax + self.shift[0]) * self.size + self.x0,
+            ((p[1] - ay) * self.scale + ay + self.shift[1]) * self.size + self.y0,
         )
 
     def length(self, v: float) -> float:
@@ -281,8 +288,8 @@ class Canvas:
         x, y = self.px(c)
         s = max(min_px, round(self.length(side)))
         # Kept inside the frame (1 px margin) so the cue never loses pixels to the border.
-        x0 = min(max(round(x - s / 2), 1), self.size - s - 1)
-        y0 = min(max(round(y - s / 2), 1), self.size - s - 1)
+        x0 = min(max(round(x - s / 2), 1), self.width - s - 1)
+        y0 = min(max(round(y - s / 2), 1), self.height - s - 1)
         bbox = (x0, y0, x0 + s - 1, y0 + s - 1)
         self._rgb.rectangle(bbox, fill=rgb)
         self._lab.rectangle(bbox, fill=label)
@@ -347,36 +354,36 @@ def draw_sticker(
     cv.pixel_square(c, side, STICKER_COLOURS[colour], SPURIOUS)
 
 
-def _texture(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
-    """A zero-mean texture field in roughly [-1, 1] of shape (size, size)."""
+def _texture(kind: str, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A zero-mean texture field in roughly [-1, 1] of shape (height, width)."""
     if kind == "blotch":
         small = rng.standard_normal((6, 6)).astype(np.float32)
-        return cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC) * 0.7
-    # Fabric: a diagonal weave plus fine grain, at a frequency tied to the frame size.
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    period = max(3.0, size / 32)
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC) * 0.7
+    # Fabric: a diagonal weave plus fine grain, at a frequency tied to the (shorter) frame side.
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    period = max(3.0, min(width, height) / 32)
     phase = rng.uniform(0, 2 * math.pi)
     weave = np.sin((xx + yy) * (2 * math.pi / period) + phase) * np.sin(
         (xx - yy) * (2 * math.pi / period)
     )
-    grain = rng.standard_normal((size, size)).astype(np.float32) * 0.4
+    grain = rng.standard_normal((height, width)).astype(np.float32) * 0.4
     return weave * 0.8 + grain
 
 
 def photometric(cv: Canvas, style: Style, rng: np.random.Generator) -> np.ndarray:
     """Cabin texture (background only), a lighting gradient, colour tint and pixel noise."""
     lk = style.look
-    size = cv.size
     img = np.asarray(cv.rgb, dtype=np.float32)
     labels = np.asarray(cv.labels)
     bg = (labels == BACKGROUND).astype(np.float32)
-    img = img + (_texture(lk.texture, rng, size) * lk.texture_amp * bg)[..., None]
+    img = img + (_texture(lk.texture, rng, cv.width, cv.height) * lk.texture_amp * bg)[..., None]
     angle = lk.light_angle + rng.normal(0, 0.35)
     strength = lk.light_strength * rng.uniform(0.7, 1.3)
-    ramp = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    ramp_x = np.linspace(-1.0, 1.0, cv.width, dtype=np.float32)
+    ramp_y = np.linspace(-1.0, 1.0, cv.height, dtype=np.float32)
     # Brighter towards the light: the gradient points from the light's side into the frame.
     gain = 1.0 + 0.5 * strength * (
-        math.cos(angle) * ramp[None, :] + math.sin(angle) * ramp[:, None]
+        math.cos(angle) * ramp_x[None, :] + math.sin(angle) * ramp_y[:, None]
     )
     gain *= rng.uniform(0.88, 1.12)
     tint = np.asarray(lk.tint, dtype=np.float32) * rng.uniform(0.97, 1.03, 3).astype(np.float32)
