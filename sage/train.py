@@ -21,7 +21,6 @@ and a finished run ends with its MLflow run id, its output directory and how to 
 from __future__ import annotations
 
 import copy
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from .models import create_backbone, get_backbone_spec
 from .models.fingerprint import count_parameters, model_fingerprint
 from .plots.confusion import plot_confusion
 from .quiet import quiet_known_noise
+from .tracking.console import where_to_look
 from .tracking.liveness import PID_TAG, claim_run, owner_alive
 from .tracking.run_record import (
     RunLink,
@@ -54,7 +54,7 @@ from .tracking.run_record import (
     read_run_link,
     set_tags,
 )
-from .tracking.store import prepare_experiment, sqlite_path
+from .tracking.store import prepare_experiment
 from .training.classifier import ClassifierModule
 from .training.distributed import check_launch, unrepeated_loader
 
@@ -244,26 +244,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if opened:
         print(where_to_look(uri, logger.experiment_id, opened, cfg.paths.output_dir), flush=True)
     return metrics
-
-
-def where_to_look(
-    tracking_uri: str | None, experiment_id: str, run_id: str, output_dir: str | Path
-) -> str:
-    """The closing lines of a training run: its MLflow run id, its output directory, and how
-    to open the run in the MLflow UI (a local store needs ``mlflow ui`` started first)."""
-    # MLflow 3.17's UI picks its GenAI or model-training pages from this URL parameter (or the
-    # sidebar switch), not from the experiment's kind tag
-    page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
-    # a password in the URI (postgresql://user:secret@host/db) stays off the console
-    shown = re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", tracking_uri or "")
-    if shown.startswith(("http://", "https://")):
-        view = f"view:    {shown.rstrip('/')}/{page}"
-    else:
-        # an absolute database path: the command works from any directory
-        db = sqlite_path(shown)
-        store = f"sqlite:///{db.resolve()}" if db else (shown or "mlruns")
-        view = f"view:    mlflow ui --backend-store-uri {store}  then http://127.0.0.1:5000/{page}"
-    return f"MLflow run: {run_id}\noutputs: {Path(output_dir).resolve()}\n{view}"
 
 
 def _record_start(
