@@ -19,6 +19,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from .data.labels import MappingError
 from .errors import MissingWeightsError, SageError
+from .quiet import quiet_known_noise
 
 USER_ERRORS = (SageError, MappingError, MissingWeightsError)
 # A config value the user left out (``dataset.root: ???``) or one a resolver could not turn into
@@ -82,14 +83,17 @@ def storage_error(err: BaseException) -> str | None:
 
 
 def one_line_errors(task: Callable[..., Any]) -> Callable[..., Any]:
-    """Print user errors and storage that cannot be written (full disk, read-only or
-    unwritable ``outputs/``) as ``error: <message>`` and exit 1 (``SAGE_TRACEBACK=1`` to
-    debug). Runs the failure left open were closed as FAILED on the way (Lightning, the
-    ``mlflow.start_run`` blocks); a run whose closing write failed too is marked FAILED by
-    the next command (:mod:`sage.tracking.liveness`)."""
+    """Silence the known library noise (:mod:`sage.quiet`; ``+verbose=true`` or
+    ``SAGE_VERBOSE=1`` shows it), then run the task. Print user errors and storage that cannot
+    be written (full disk, read-only or unwritable ``outputs/``) as ``error: <message>`` and
+    exit 1 (``SAGE_TRACEBACK=1`` to debug). Runs the failure left open were closed as FAILED
+    on the way (Lightning, the ``mlflow.start_run`` blocks); a run whose closing write failed
+    too is marked FAILED by the next command (:mod:`sage.tracking.liveness`)."""
 
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        cfg = args[0] if args and isinstance(args[0], DictConfig) else None
+        quiet_known_noise(cfg.get("verbose") if cfg is not None else None)
         try:
             return task(*args, **kwargs)
         except USER_ERRORS as err:

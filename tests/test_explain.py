@@ -48,7 +48,7 @@ def test_explain_writes_artifacts_and_an_mlflow_run(compose_cfg, checkpoint, tmp
     n_images = summary.image_id.nunique()
     assert set(summary.method) == {"gradcam", "saliency", "half"}
     assert len(summary) == 3 * n_images
-    assert np.allclose(summary.a_fg + summary.a_bg, 1, atol=1e-5)
+    assert np.allclose(summary.fg_mass + summary.bg_mass, 1, atol=1e-5)
     assert {
         "image_id",
         "split",
@@ -102,16 +102,31 @@ def test_explain_writes_artifacts_and_an_mlflow_run(compose_cfg, checkpoint, tmp
     assert (out / "mosaics/gradcam_spurious_candidates.png").stat().st_size > 0
     ranked = pd.read_csv(out / "spurious_candidates_gradcam.csv")
     assert ranked["delta_density/fg"].is_monotonic_increasing
-    assert result["explain/gradcam/ea_pg/fg"] == pytest.approx(
+    # EA_PG is the mean pointing game: one name, pointing_game/<region> (no ea_pg duplicate)
+    assert result["explain/gradcam/pointing_game/fg"] == pytest.approx(
         metrics[metrics.method == "gradcam"]["pointing_game/fg"].mean()
     )
+    assert not any("/ea_pg" in k or "/ea_iou" in k for k in result)
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/outputs/mlflow.db")
     run = client.get_run(result["run_id"])
-    assert run.info.run_name.startswith("explain-") and run.info.run_name.endswith(
-        "small_cnn-nc10-synth-sf3d-full"
+    # named after the explained model, as its training run: model-variant/dataset-nc/stage-time
+    assert run.info.run_name.startswith("small_cnn-full/synth-sf3d-nc10/explain-")
+    tags = run.data.tags
+    assert (tags["model"], tags["dataset"], tags["variant"]) == ("small_cnn", "synth-sf3d", "full")
+    assert tags["explained_dataset"] == "synth-sf3d" and tags["sage_version"]
+    assert {"backbone", "dataset/name", "dataset/variant", "seed"} <= set(run.data.params)
+    assert {"explain/gradcam/fg_mass", "explain/gradcam/fg_mass/correct", "explain/acc"} <= set(
+        run.data.metrics
     )
-    assert "explain/gradcam/fg_mass" in run.data.metrics
+    # per-part numbers are a table, not scalars (tracking.breakdowns=true logs them too)
+    assert "explain/gradcam/iou/head" not in run.data.metrics
+    breakdowns = pd.read_csv(out / "breakdowns.csv")
+    assert "explain/gradcam/iou/head" in set(breakdowns.key)
+    assert result["explain/gradcam/iou/head"] == pytest.approx(
+        breakdowns.set_index("key").value["explain/gradcam/iou/head"]
+    )
+    assert len(run.data.metrics) < 100
     assert run.data.tags["stage"] == "explain" and run.data.tags["git_commit"]
     assert "method/gradcam" in run.data.params
     # the same maps, read from the MLflow run's artifacts

@@ -33,7 +33,8 @@ class _Rows:
 
 
 class SummaryRows(_Rows):
-    """Per image and method: class, prediction, confidence, correct, A_fg, A_bg, zero_map.
+    """Per image and method: class, prediction, confidence, correct, ``fg_mass`` (A_fg),
+    ``bg_mass`` (A_bg), zero_map.
 
     ``split``, ``variant`` and ``model_run`` are constant columns. Images without a label get
     an empty class, label and correct.
@@ -69,8 +70,8 @@ class SummaryRows(_Rows):
                     "pred_class": [self.class_names[int(p)] for p in pred],
                     "confidence": res.confidence.detach().cpu().numpy(),
                     "correct": correct,
-                    "a_fg": sb.a_fg.cpu().numpy(),
-                    "a_bg": sb.a_bg.cpu().numpy(),
+                    "fg_mass": sb.a_fg.cpu().numpy(),
+                    "bg_mass": sb.a_bg.cpu().numpy(),
                     "zero_map": sb.zero.cpu().numpy(),
                 }
             )
