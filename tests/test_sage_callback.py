@@ -38,8 +38,11 @@ def test_training_logs_sage_metrics_per_epoch_and_artifacts(tmp_path):
     (run,) = client.search_runs([client.get_experiment_by_name("sage").experiment_id])
     metrics = run.data.metrics
     for method in ("gradcam", "saliency"):
-        for key in ("fg_mass", "bg_mass", "ea_pg", "ea_iou", "arcc", "fg_mass/c3", "arcc/error"):
+        for key in ("fg_mass", "bg_mass", "fg_mass/correct", "pointing_game/fg", "iou/fg", "arcc"):
             assert f"val_sage/{method}/{key}" in metrics, (method, key)
+        # breakdowns are a table, not scalars (per class, per part, other correct/error splits)
+        for key in ("fg_mass/c3", "arcc/error", "iou/head", "ea_pg"):
+            assert f"val_sage/{method}/{key}" not in metrics, (method, key)
         assert f"val_sage/{method}/cose_models/model/sensitivity" in metrics
     history = client.get_metric_history(run.info.run_id, "val_sage/gradcam/fg_mass")
     assert len(history) == 2  # one point per validation epoch, next to val/acc
@@ -50,6 +53,12 @@ def test_training_logs_sage_metrics_per_epoch_and_artifacts(tmp_path):
     assert metrics["val_sage/cose_seconds"] > 0
     assert 0 <= metrics["val_sage/gradcam/fg_mass"] <= 1
     assert run.data.tags["val_sage/probe"]
+    assert "val_sage/acc" in metrics and len(metrics) < 100
+    local = client.download_artifacts(run.info.run_id, "val_sage/breakdowns.csv", str(tmp_path))
+    breakdowns = pd.read_csv(local)
+    assert list(breakdowns.columns) == ["epoch", "step", "key", "value"]
+    assert set(breakdowns.epoch) == {0, 1}
+    assert {"val_sage/gradcam/fg_mass/c3", "val_sage/saliency/arcc/error"} <= set(breakdowns.key)
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "val_sage")}
     assert {"val_sage/epoch_000", "val_sage/epoch_001", "val_sage/probe.json"} <= artifacts
@@ -208,7 +217,7 @@ def test_perturbation_sets_run_on_their_schedule_only(probe_env):
     with isolated(torch.device("cpu")):
         fast, _ = cb.evaluate(net, torch.device("cpu"), slow=False)
         slow, _ = cb.evaluate(net, torch.device("cpu"))
-    assert "val_sage/gradcam/ea_pg" in fast and "val_sage/gradcam/arcc" not in fast
+    assert "val_sage/gradcam/pointing_game/fg" in fast and "val_sage/gradcam/arcc" not in fast
     assert "val_sage/gradcam/arcc" in slow and "val_sage/gradcam/road" in slow
     common = set(fast) & set(slow)
     assert all(fast[k] == slow[k] for k in common)  # the schedule changes nothing else
@@ -227,6 +236,7 @@ def test_callback_numbers_equal_explain_on_the_same_probe_and_weights(tmp_path, 
             "callbacks.sage.per_class=100",
             "+callbacks.sage.batch_size=7",
             "+callbacks.sage.end_cose=false",
+            "tracking.breakdowns=true",  # the per-part numbers as scalars too
         ],
     )
     with caplog.at_level("INFO"):
@@ -252,7 +262,8 @@ def test_callback_numbers_equal_explain_on_the_same_probe_and_weights(tmp_path, 
     theirs = explain_run(explain)
     pairs = {
         "fg_mass": "fg_mass",
-        "ea_pg": "ea_pg/fg",
+        "fg_mass/correct": "fg_mass/correct",
+        "pointing_game/fg": "pointing_game/fg",
         "iou/fg": "iou/fg",
         "saliency_precision/spurious": "saliency_precision/spurious",
         "road": "road",

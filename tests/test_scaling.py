@@ -236,7 +236,7 @@ def test_cpu_ddp_two_processes_make_one_run(tmp_path, data_dir):
     metrics = set(run.data.metrics)
     assert {"val/acc", "val/loss", "test/acc", "train/loss"} <= metrics
     assert any(k.startswith("val_sage/gradcam/") for k in metrics)
-    assert "val_sage/probe_acc" in metrics
+    assert "val_sage/acc" in metrics
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/outputs/mlflow.db")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config", "figures", "last", "val_sage"} <= artifacts

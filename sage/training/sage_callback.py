@@ -4,14 +4,20 @@ Every ``every_n_epochs`` validation epochs the callback explains a fixed, class-
 probe subset of the validation split (:mod:`sage.training.probe`) with each configured
 method and logs to the run's loggers
 
-- scalars ``val_sage/<method>/<name>`` (step = global step, like ``val/acc``): ``fg_mass``,
-  ``bg_mass``, their ``/correct`` and ``/error`` splits and ``fg_mass/c<k>`` per class,
-  ``zero_maps``, every metric column of the selected sets (``ea_pg``, ``ea_iou``, ``arcc``,
-  ``road``, ... with ``/correct``, ``/error`` and, for the headline metrics, ``/c<k>``),
-  pooled sets (``val_sage/<method>/cose/...``, ``val_sage/rfs/...``), ``val_sage/probe_acc``
-  and the callback's own wall time ``val_sage/seconds`` (logging and artifacts included);
+- scalars ``val_sage/<method>/<name>`` (step = global step, like ``val/acc``), named as
+  explain and the grid name them (docs/metrics.md, vocabulary): ``fg_mass``, ``bg_mass``,
+  ``fg_mass/correct`` and ``fg_mass/error``, ``zero_maps``, every metric column of the
+  selected sets on the whole foreground (``iou/fg``, ``pointing_game/fg``, ``arcc``,
+  ``road``, ...), pooled sets (``val_sage/<method>/cose/...``, ``val_sage/rfs/...``),
+  ``val_sage/acc`` (the probe's accuracy) and the callback's own wall time
+  ``val_sage/seconds`` (logging and artifacts included);
+- breakdowns (:mod:`sage.tracking.breakdowns`: per class ``/c<k>``, per named part, the
+  ``/correct`` and ``/error`` splits of the other metrics) in the table
+  ``val_sage/breakdowns.csv`` (``epoch``, ``step``, ``key``, ``value``; rewritten every probe
+  epoch), as scalars too with ``breakdowns=True`` (``tracking.breakdowns=true``);
 - artifacts ``val_sage/epoch_<e>/``: a probe mosaic per method (rows = classes, correct then
-  error, fg outlined), ``tokens.csv`` (the probe's token table) and ``summary.json``.
+  error, fg outlined), ``tokens.csv`` (the probe's token table) and ``summary.json`` (every
+  number of the epoch, breakdowns included).
 
 Cost (``benchmarks/callback_overhead.py``): the cheap sets (alignment, cosine; the maps,
 masses and tokens) run every probe epoch; the sets that run the model on many perturbed inputs
@@ -61,16 +67,16 @@ from ..explain.batch import discriminative_parts
 from ..explain.sinks import Columns, PooledResults
 from ..explain.sinks.tokens import token_frames
 from ..explain.stage import explain_stream
-from ..metrics.alignment import EA_NAMES
 from ..metrics.registry import metric_set
 from ..metrics.suite import PERTURBATION_SETS, check_metric_sets, is_pooled, pooled_set
 from ..metrics.transforms import sample_transforms
 from ..models import create_backbone
 from ..plots.probe_mosaic import probe_mosaic
 from ..saliency.methods import SaliencyMethod, create_method
+from ..tracking.breakdowns import split_breakdowns
 from .probe import ProbeSet
 
-# metric columns also logged per class (besides fg_mass), so the UI can chart them by class
+# metric columns also broken down per class (besides fg_mass), in the breakdowns table
 _PER_CLASS = ("pointing_game/fg", "iou/fg", "arcc")
 
 
@@ -157,6 +163,8 @@ class SageCallback(pl.Callback):
         split: the split the probe comes from.
         slow_every_n_epochs: run the perturbation sets (ROAD/ARCC, faithfulness, COSE, RFS)
             every N epochs and at the last epoch (1: every probe epoch).
+        breakdowns: log the per-class, per-part and correct/error breakdowns as scalars too
+            (they always go to ``val_sage/breakdowns.csv``).
     """
 
     def __init__(
@@ -175,6 +183,7 @@ class SageCallback(pl.Callback):
         cose_transforms: int = 2,
         split: str = "val",
         slow_every_n_epochs: int = 3,
+        breakdowns: bool = False,
     ) -> None:
         methods, metrics = _plain(methods), _plain(metrics)
         if isinstance(methods, str):
@@ -202,6 +211,8 @@ class SageCallback(pl.Callback):
         if int(slow_every_n_epochs) < 1:
             raise SageError(f"slow_every_n_epochs must be >= 1, got {slow_every_n_epochs}")
         self.slow_every_n_epochs = int(slow_every_n_epochs)
+        self.breakdowns = bool(breakdowns)
+        self._breakdown_rows: list[pd.DataFrame] = []  # every probe epoch's breakdowns
         self._last_epoch: int | None = None
         self._seconds = 0.0  # the callback's own time over the fit
         self._fit_start = 0.0
@@ -296,9 +307,11 @@ class SageCallback(pl.Callback):
             tables["tokens"].to_csv(out / "tokens.csv", index=False)
             summary = {"epoch": epoch, "probe": self.probe.digest, "metrics": scalars}
             (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        self._log_metrics(trainer, scalars)
+        headline, breakdowns = split_breakdowns(scalars, self._data.part_names.values())
+        self._log_metrics(trainer, scalars if self.breakdowns else headline)
         if self.artifacts:
             self._log_artifact(trainer, out, f"val_sage/epoch_{epoch:03d}")
+        self._log_breakdowns(trainer, epoch, breakdowns)
         # the callback's own time, logging included (so it is logged on its own, last)
         seconds = time.perf_counter() - start
         self._seconds += seconds
@@ -346,7 +359,7 @@ class SageCallback(pl.Callback):
             scalars |= self._scalars(key, cols, labels_np)
             scalars |= pooled.flat("val_sage")
             if first:
-                scalars["val_sage/probe_acc"] = float((cols["pred"] == labels_np).mean())
+                scalars["val_sage/acc"] = float((cols["pred"] == labels_np).mean())
             if out is not None:
                 self._mosaic(key, cols, minmax, out)
             first = False
@@ -372,10 +385,8 @@ class SageCallback(pl.Callback):
         names |= {c: c for c in cols if c not in ("pred", "conf", "a_fg", "a_bg", "zero")}
         for name, column in names.items():
             values = np.where(valid, cols[column], np.nan)
-            metric, _, region = name.partition("/")
-            if metric in EA_NAMES:  # Explanation Alignment: EA_PG / EA_IoU (fg unsuffixed)
-                alias = EA_NAMES[metric].lower() + ("" if region == "fg" else f"/{region}")
-                out[f"{prefix}/{alias}"] = _mean(values)
+            _, _, region = name.partition("/")
+            # EA_PG / EA_IoU are these means of pointing_game / iou: one name, not two
             out[f"{prefix}/{name}"] = _mean(values)
             if region in ("", "fg"):  # correct/error splits for the driver, not every part
                 out[f"{prefix}/{name}/correct"] = _mean(values[correct])
@@ -469,6 +480,18 @@ class SageCallback(pl.Callback):
         return scalars, used
 
     # ------------------------------------------------------------------ logging
+
+    def _log_breakdowns(self, trainer: pl.Trainer, epoch: int, breakdowns: dict) -> None:
+        """Append the epoch's breakdowns to ``val_sage/breakdowns.csv`` and log the table."""
+        if not breakdowns:
+            return
+        frame = pd.DataFrame({"key": list(breakdowns), "value": list(breakdowns.values())})
+        self._breakdown_rows.append(frame.assign(epoch=epoch, step=trainer.global_step))
+        path = self._dir(trainer) / "breakdowns.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table = pd.concat(self._breakdown_rows, ignore_index=True)
+        table[["epoch", "step", "key", "value"]].to_csv(path, index=False)
+        self._log_artifact(trainer, path, "val_sage")
 
     @staticmethod
     def _log_metrics(trainer: pl.Trainer, scalars: dict[str, float]) -> None:
