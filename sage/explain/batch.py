@@ -20,16 +20,24 @@ from torch import Tensor, nn
 
 from ..data.prepared import PreparedDataset
 from ..errors import SageError, check_finite_logits
-from ..metrics.suite import MetricContext, compute_metric_sets, is_pooled, pooled_set
+from ..metrics.suite import (
+    LABEL_SETS,
+    MASK_SETS,
+    MetricContext,
+    compute_metric_sets,
+    is_pooled,
+    pooled_set,
+)
 from ..saliency.methods import SaliencyMethod
 from ..saliency.methods.baselines import GroundTruthMethod
 from ..saliency.normalize import SaliencyBatch, normalize_batch
 from ..saliency.tokens import tokenize_grids
 
 
-def region_masks(masks: Tensor, parts: Tensor | None, names: Mapping[int, str]) -> dict:
-    """``fg`` plus one mask per named part (head, hands, object, spurious, ...)."""
-    regions = {"fg": masks}
+def region_masks(masks: Tensor | None, parts: Tensor | None, names: Mapping[int, str]) -> dict:
+    """``fg`` (when there is a mask) plus one mask per named part (head, hands, object,
+    spurious, ...)."""
+    regions = {} if masks is None else {"fg": masks}
     if parts is not None:
         regions |= {name: parts == pid for pid, name in names.items() if name != "background"}
     return regions
@@ -63,6 +71,24 @@ def ground_truth(
 # Metric sets the answer key (``ground_truth``) sits out: COSE explains transformed subsets
 # of the batch, and randomising the model cannot change a map that never depended on it.
 _NOT_FOR_GT = frozenset({"cose", "randomisation"})
+NAN = float("nan")
+
+
+def _check_inputs(metric_sets: Mapping[str, Any], labels: bool, masks: bool, parts: bool) -> None:
+    """A set that needs what the batch lacks is the caller's error, not a NaN column:
+    ``rfs`` needs the foreground mask, ``alignment`` / ``mask_ranking`` some region (the
+    mask or named parts)."""
+    lacking = []
+    for name in metric_sets:
+        if not labels and name in LABEL_SETS:
+            lacking.append(f"{name} (labels)")
+        elif name in MASK_SETS and not (masks or (parts and name != "rfs")):
+            lacking.append(f"{name} (foreground masks)")
+    if lacking:
+        raise SageError(
+            f"metric sets {', '.join(lacking)} need what these images lack; leave them out "
+            "(sage.metrics.suite.label_free_sets / mask_free_sets)"
+        )
 
 
 @dataclass
@@ -98,6 +124,7 @@ def explain_batch(
     cache: dict | None = None,
     ids: Sequence[str] | None = None,
     where: str = "",
+    has_mask: Tensor | None = None,
 ) -> ExplainedBatch:
     """Explain ``images`` with ``method`` (predicted class, or the true one if
     ``explain_true``) and compute the selected metric sets.
@@ -112,18 +139,20 @@ def explain_batch(
 
     Images without a true class (``labels=None``) are explained for the predicted class;
     images without a foreground mask (``masks=None``) get the whole-map numbers only: A_fg,
-    A_bg and the fg/bg tokens are NaN. Metric sets need both (a SageError otherwise).
+    A_bg and the fg/bg tokens are NaN. ``has_mask`` ``(B,)`` marks the real masks of a batch
+    where only some images have one (:func:`~sage.data.image_folder.collate_images`): the
+    others get NaN there too, and NaN in every ``<metric>/fg`` column. Sets that need labels
+    (:data:`~sage.metrics.suite.LABEL_SETS`) or masks (:data:`~sage.metrics.suite.MASK_SETS`)
+    on images without them are a SageError (callers drop them first, with a reason).
     """
     if isinstance(method, GroundTruthMethod):  # the answer key is this batch's gt map
         method.provide(gt)
         metric_sets = {k: v for k, v in (metric_sets or {}).items() if k not in _NOT_FOR_GT}
     if explain_true and labels is None:
         raise SageError("targets=true explains the true class, but these images have no label")
-    if metric_sets and (labels is None or masks is None):
-        raise SageError(
-            "metric sets score maps against labels and foreground masks, which these images "
-            "lack; explain them with metrics=[]"
-        )
+    _check_inputs(metric_sets or {}, labels is not None, masks is not None, parts is not None)
+    if has_mask is not None and masks is not None and bool(has_mask.all()):
+        has_mask = None  # every mask real: nothing to blank
     maps = method(net, images, labels if explain_true else None)
     logits = method.last_logits
     if logits is None:  # baselines run no forward; predictions still matter
@@ -145,6 +174,12 @@ def explain_batch(
     else:
         sb = normalize_batch(maps, masks)
         tokens = tokenize_grids(sb.pdf, masks, grids)
+        if has_mask is not None:  # images of a mixed batch without a mask: no region numbers
+            blank = ~has_mask.to(maps.device).bool()
+            a_fg, a_bg = sb.a_fg.masked_fill(blank, NAN), sb.a_bg.masked_fill(blank, NAN)
+            sb = replace(sb, a_fg=a_fg, a_bg=a_bg)
+            for t in tokens.values():
+                t[blank, 1:] = NAN
     out = ExplainedBatch(maps, logits, conf, pred, sb, tokens)
     if metric_sets:
         ctx = MetricContext(
@@ -162,6 +197,11 @@ def explain_batch(
             cache=cache if cache is not None else {},
         )
         out.columns = compute_metric_sets(ctx, metric_sets)
+        if has_mask is not None:
+            blank = ~has_mask.to(maps.device).bool()
+            for name, column in out.columns.items():
+                if name.endswith("/fg"):
+                    out.columns[name] = column.float().masked_fill(blank, NAN)
         for name, options in metric_sets.items():
             if is_pooled(name) and (pooled_model_level or not pooled_set(name).model_level):
                 out.pooled[name] = pooled_set(name).batch(ctx, **dict(options or {}))

@@ -5,6 +5,8 @@
 - ``image``: ``(B, C, H, W)`` normalised inputs, ``image_id``: ``B`` ids (required);
 - ``label``: ``(B,)`` true classes (optional: without it the predicted class is explained);
 - ``mask``: ``(B, H, W)`` foreground masks (optional: without it there are no region numbers);
+- ``has_mask``: ``(B,)`` bool, which masks are real when only some images have one
+  (:func:`~sage.data.image_folder.collate_images`; the others get no region numbers);
 - ``parts``: ``(B, H, W)`` part ids (optional: per-part metric regions).
 
 A DataLoader over :class:`~sage.data.datamodule.PreparedImages` yields exactly that, and so do
@@ -76,6 +78,7 @@ def explain_one(
     labels = batch["label"].to(device) if "label" in batch else None
     masks = batch["mask"].to(device) if "mask" in batch else None
     parts = batch["parts"].to(device) if "parts" in batch else None
+    has_mask = batch["has_mask"].to(device) if masks is not None and "has_mask" in batch else None
     res = explain_batch(
         net,
         method,
@@ -94,6 +97,7 @@ def explain_one(
         cache=cache,
         ids=ids,
         where=where,
+        has_mask=has_mask,
     )
     return Explained(key, index, ids, images, labels, masks, res)
 

@@ -16,31 +16,25 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..data.datamodule import PreparedImages, image_transform
-from ..data.prepared import PreparedDataset
 from ..errors import SageError
-from ..metrics.suite import check_metric_sets
-from ..models import get_backbone_spec
+from ..metrics.suite import MASK_NUMBERS, check_metric_sets
 from ..models.fingerprint import model_fingerprint
 from ..neurons import run as run_neurons
 from ..saliency.methods import create_method
 from ..saliency.methods.transformer import resolve_grids
-from ..training.checkpoint_data import load_checkpoint_and_data
-from .batch import discriminative_parts
 from .meta import meta_evaluate
 from .sinks import ArrayStore, MetricRows, PooledResults, SummaryRows, TokenTable, Visuals
 from .sinks.agreement import method_agreement
 from .sinks.mlflow_log import log_explain_run
 from .sinks.scalars import mass_aggregates, metric_aggregates
 from .sinks.spurious import spurious_mosaics
+from .sources import LABEL_NUMBERS, open_source
 from .stage import explain_stream
 
 log = logging.getLogger(__name__)
@@ -78,44 +72,39 @@ def _meta_stage(
     }
 
 
-def _image_reader(data: PreparedDataset, size: int):
-    def image(image_id: str) -> np.ndarray:
-        with Image.open(data.image_path(image_id)) as im:
-            return np.asarray(im.convert("RGB").resize((size, size)))
-
-    return image
+def _record_skipped(skipped: dict[str, str], out: Path) -> None:
+    """Log the left-out metric sets and numbers once and write ``skipped_metrics.json``."""
+    if skipped:
+        log.warning("skipped: %s", "; ".join(f"{name} ({why})" for name, why in skipped.items()))
+        (out / "skipped_metrics.json").write_text(json.dumps(skipped, indent=2))
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Explain ``cfg.checkpoint`` on ``cfg.dataset`` / ``cfg.split``; return aggregate metrics.
+    """Explain ``cfg.checkpoint`` on ``cfg.dataset`` / ``cfg.split``, or ``cfg.model`` on the
+    images of ``cfg.images`` (:mod:`sage.explain.sources`); return aggregate metrics.
 
     ``mode=neurons`` runs the unit-attribution analysis instead (:mod:`sage.neurons`).
     """
     mode = cfg.get("mode", "maps")
     if mode == "neurons":
+        if cfg.get("images"):
+            raise SageError("mode=neurons explains a checkpoint on its prepared data, not images=")
         return run_neurons(cfg)
     if mode != "maps":
         raise SageError(f"mode must be 'maps' or 'neurons', got {mode!r}")
+    if isinstance(cfg.targets, bool):  # the command line's targets=true is YAML's boolean
+        cfg.targets = "true" if cfg.targets else "predicted"
+    if cfg.targets not in ("predicted", "true"):
+        raise SageError(f"targets must be 'predicted' or 'true', got {cfg.targets!r}")
     torch.manual_seed(int(cfg.seed))
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     Path(cfg.paths.outputs_dir).mkdir(parents=True, exist_ok=True)
-    ckpt, model_run, net, hparams, ds, data = load_checkpoint_and_data(cfg, out)
-    if cfg.targets not in ("predicted", "true"):
-        raise SageError(f"targets must be 'predicted' or 'true', got {cfg.targets!r}")
-    spec = get_backbone_spec(hparams["backbone"])
-    size = int(hparams.get("image_size") or spec.input_size)
+    src = open_source(cfg, out)
+    spec, size, classes = src.spec, src.size, src.classes
     device = torch.device(cfg.device)
-    net = net.to(device)
-    images_ds = PreparedImages(
-        data,
-        cfg.split,
-        image_transform(size, spec.mean, spec.std),
-        with_masks=True,
-        with_parts=bool(data.part_names),
-        limit=cfg.get("limit"),
-    )
-    loader = DataLoader(images_ds, batch_size=int(cfg.batch_size), shuffle=False)
+    net = src.net.to(device)
+    loader = src.loader
     grids = resolve_grids(cfg.grids, net, size)  # "model": one cell per ViT token
     methods = {
         key: create_method(**{k: v for k, v in OmegaConf.to_container(m, resolve=True).items()})
@@ -124,12 +113,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if not methods:
         raise SageError("no saliency method selected: e.g. cam=[gradcam,eigencam]")
     metric_sets = OmegaConf.to_container(cfg.metrics, resolve=True) if cfg.get("metrics") else {}
+    check_metric_sets({k: v for k, v in metric_sets.items() if k != "meta"})
+    # what the images cannot support (no labels, no masks) is left out with its reason
+    metric_sets, skipped = src.usable_sets(metric_sets)
+    _record_skipped(skipped, out)
     # meta-evaluation is not a per-batch set: it scores the others (and needs the answer key)
     meta = metric_sets.pop("meta", None) if "meta" in metric_sets else False
     if meta is not False and "ground_truth" not in methods:
         methods["ground_truth"] = create_method("ground_truth")
-    discriminative = discriminative_parts(data, images_ds.frame)
-    check_metric_sets(metric_sets)
 
     explain_true = cfg.targets == "true"
     stage = {
@@ -139,13 +130,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
         "std": spec.std,
         "explain_true": explain_true,
         "metric_sets": metric_sets,
-        "part_names": data.part_names,
-        "discriminative": discriminative,
+        "part_names": src.part_names,
+        "discriminative": src.discriminative,
     }
-    keys = {"split": cfg.split, "variant": ds["variant"], "model_run": model_run}
     store = ArrayStore(out / "arrays")
-    tokens = TokenTable(out / "tokens.parquet", data.classes, **keys)
-    summary, metric_rows, pooled = SummaryRows(data.classes, **keys), MetricRows(), PooledResults()
+    tokens = TokenTable(out / "tokens.parquet", classes, **src.keys)
+    summary, metric_rows, pooled = SummaryRows(classes, **src.keys), MetricRows(), PooledResults()
     seconds: dict[str, float] = {}
     first = next(iter(methods))
     try:
@@ -153,11 +143,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
             visuals = Visuals(
                 out,
                 key,
-                data.classes,
+                classes,
                 spec.mean,
                 spec.std,
                 overlays=int(cfg.overlays),
-                title=f"{key}: {ckpt.name}",
+                title=f"{key}: {src.title}",
             )
             sinks = (store, tokens, summary, metric_rows, pooled, visuals)
             start = time.perf_counter()
@@ -175,19 +165,19 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     table = summary.frame()
     if table is None:
-        raise SageError(f"split {cfg.split!r} of {data.root} has no image to explain")
+        raise SageError(f"{src.where} has no image to explain")
     table.to_csv(out / "summary.csv", index=False)
     aggregates = mass_aggregates(table, seconds)
     per_image = metric_rows.frame()
     if per_image is not None:
         per_image.to_csv(out / "metrics.csv", index=False)
         aggregates.update(metric_aggregates(per_image))
-        if "alignment" in metric_sets:
-            spurious_mosaics(per_image, out, _image_reader(data, size))
+        if "alignment" in metric_sets and src.masked:  # ranked by Δ density on the mask
+            spurious_mosaics(per_image, out, src.image)
         if "randomisation" in metric_sets:  # the sanity checks' curves (Adebayo et al.)
             from ..plots.randomisation import plot_randomisation_figures
 
-            plot_randomisation_figures(per_image, out / "randomisation", hparams["backbone"])
+            plot_randomisation_figures(per_image, out / "randomisation", src.backbone)
         if meta is not False:
             aggregates.update(
                 _meta_stage(
@@ -198,12 +188,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     metric_sets,
                     meta or {},
                     out,
-                    num_classes=len(data.classes),
+                    num_classes=len(classes),
                     mean=spec.mean,
                     std=spec.std,
                     explain_true=explain_true,
-                    discriminative=discriminative,
-                    part_names=data.part_names,
+                    discriminative=src.discriminative,
+                    part_names=src.part_names,
                     progress=bool(cfg.progress),
                 )
             )
@@ -219,26 +209,22 @@ def run(cfg: DictConfig) -> dict[str, float]:
         for (ma, mb, grid), g in whole.groupby(["method_a", "method_b", "grid"]):
             aggregates[f"explain/agreement/{ma}_vs_{mb}/{grid}/spearman"] = float(g.spearman.mean())
             aggregates[f"explain/agreement/{ma}_vs_{mb}/{grid}/patch_kl"] = float(g.patch_kl.mean())
+    # skipped numbers are not reported (a mask-less fg_mass would read 1.0 or NaN)
+    dropped = tuple(f"/{n}" for n in set(skipped) & {*MASK_NUMBERS, *LABEL_NUMBERS})
+    aggregates = {k: v for k, v in aggregates.items() if not k.endswith(dropped)}
 
     params = {
-        "checkpoint": str(cfg.checkpoint),
-        "model_run": model_run,
-        "backbone": hparams["backbone"],
-        "dataset": ds["name"],
-        "variant": ds["variant"],
-        "split": cfg.split,
+        **src.params,
         "targets": cfg.targets,
         "grids": json.dumps(grids),
         "seed": cfg.seed,
-        "n_images": len(images_ds.frame),
+        "n_images": src.n_images,
     }
     params.update({f"method/{k}": json.dumps(m.params, default=str) for k, m in methods.items()})
     (out / "explain_params.json").write_text(json.dumps(params, indent=2, default=str))
-    model_id = f"{hparams['backbone']}-nc{len(data.classes)}-{ds['name']}-{ds['variant']}"
-    tags = {
-        "model_run": model_run,
-        "model_fingerprint": model_fingerprint(net),
-        "prepared_dataset": str(data.root),
-    }
+    model_id = src.model_id
+    tags = {**src.tags, "model_fingerprint": model_fingerprint(net)}
+    if skipped:
+        tags["skipped_metrics"] = ", ".join(skipped)
     aggregates["run_id"] = log_explain_run(cfg, out, model_id, params, tags, aggregates)
     return aggregates

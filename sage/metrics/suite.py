@@ -50,12 +50,14 @@ MASK_SETS: dict[str, str] = {
 # spurious patch): without masks they keep those regions and drop only ``fg``.
 _REGION_SETS = frozenset({"alignment", "mask_ranking"})
 # The fg/bg saliency masses explain and the validation callback report besides the sets.
-MASK_NUMBERS: tuple[str, ...] = ("fg_mass", "bg_mass", "fg_mass_correct", "fg_mass_error")
+MASK_NUMBERS: tuple[str, ...] = ("fg_mass", "bg_mass", "fg_mass/correct", "fg_mass/error")
 NO_MASKS = "the dataset has no masks (prepared with masker=none)"
 
 
 def mask_free_sets(
-    metric_sets: Mapping[str, Mapping[str, Any] | None], part_names: Iterable[str] = ()
+    metric_sets: Mapping[str, Mapping[str, Any] | None],
+    part_names: Iterable[str] = (),
+    why: str = NO_MASKS,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """The selected sets (``{name: options}``) that mean something on a dataset without
     masks, and the ones left out with the reason (``{name: reason}``).
@@ -63,7 +65,8 @@ def mask_free_sets(
     ``part_names``: the dataset's named regions (``PreparedDataset.part_names.values()``).
     ``alignment`` and ``mask_ranking`` are kept on those regions alone (their ``regions``
     option narrowed to them, ``<set>/fg`` recorded as skipped); without named regions they
-    are skipped whole, as is ``rfs``. Every other set is kept with its options.
+    are skipped whole, as is ``rfs``. Every other set is kept with its options. ``why``
+    completes each reason (why there are no masks).
     """
     parts = [p for p in dict.fromkeys(part_names) if p not in ("background", "fg")]
     kept: dict[str, dict[str, Any]] = {}
@@ -73,7 +76,7 @@ def mask_free_sets(
         if name not in MASK_SETS:
             kept[name] = options
             continue
-        reason = f"{MASK_SETS[name]}; {NO_MASKS}"
+        reason = f"{MASK_SETS[name]}; {why}"
         asked = options.get("regions")
         regions = [r for r in (parts if asked is None else asked) if r in parts]
         if name not in _REGION_SETS or not regions:
@@ -82,6 +85,34 @@ def mask_free_sets(
         kept[name] = {**options, "regions": regions}
         if asked is None or "fg" in asked:
             skipped[f"{name}/fg"] = reason
+    return kept, skipped
+
+
+# Sets that need the images' true classes (or what a labelled dataset derives from them),
+# with why. Every other set scores the map of the explained class (the predicted one when
+# there is no label) against the model's own outputs.
+LABEL_SETS: dict[str, str] = {
+    "cose": "scores correctly classified images only, which needs true labels",
+    "rfs": "measures accuracy under background/foreground noise, which needs true labels",
+    "cosine": "compares the map with the ground-truth attribution of the true class",
+    "meta": "ranks methods against the ground-truth attribution of the true class",
+}
+NO_LABELS = "the images have no labels"
+
+
+def label_free_sets(
+    metric_sets: Mapping[str, Mapping[str, Any] | None], why: str = NO_LABELS
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The selected sets (``{name: options}``) that need no true labels, and the ones left
+    out with the reason (``{name: reason}``; ``why`` completes it): the labels counterpart of
+    :func:`mask_free_sets`."""
+    kept: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    for name, options in metric_sets.items():
+        if name in LABEL_SETS:
+            skipped[name] = f"{LABEL_SETS[name]}; {why}"
+        else:
+            kept[name] = dict(options or {})
     return kept, skipped
 
 

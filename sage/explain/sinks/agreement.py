@@ -3,7 +3,8 @@
 Every method streams the same batches in the same order, so shard ``k`` of two methods holds
 the same images; comparing them pair by pair needs two shards in memory at a time, never the
 whole token table. The result (a row per image, grid, region and pair of methods) is a small
-scalar table, sorted as :func:`sage.saliency.compare.method_agreement` sorts it.
+scalar table, sorted as :func:`sage.saliency.compare.method_agreement` sorts it. Regions an
+image has no mask for (NaN fg/bg tokens) are left out: it is compared on ``whole`` only.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def _tokens(npz: np.lib.npyio.NpzFile) -> pd.DataFrame:
         for key in npz.files
         if key.startswith("tokens_")
     ]
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    # images without a foreground mask have NaN fg/bg tokens: only their whole region compares
+    return table[np.isfinite(table["mass"].to_numpy())]
 
 
 def method_agreement(arrays: Path, methods: Sequence[str]) -> pd.DataFrame:

@@ -3,6 +3,9 @@
 - ``overlays/<method>/<image_id>.png`` for the first ``overlays`` images (image | overlay);
 - ``mosaics/<method>_correct_error.png``: rows = classes, :data:`MOSAIC_PER_SIDE` correct
   then error tiles each, the first met in the stream (only those tiles are kept);
+- ``mosaics/<method>_predicted.png`` instead for unlabelled images (no correct/error split):
+  rows = the first :data:`PREDICTED_ROWS` predicted classes met, ``2 * MOSAIC_PER_SIDE``
+  tiles each;
 - ``token_grids/<method>.png``: cell masses and centroids of the stream's first image.
 
 Images are denormalised only for the tiles and overlays actually drawn.
@@ -18,10 +21,13 @@ import torch
 from PIL import Image
 
 from ...plots.overlay import correct_error_mosaic, overlay
+from ...plots.tile_sheet import Tile, tile_sheet
 from ...plots.tokens import plot_token_grid
 from ..stage import Explained
 
 MOSAIC_PER_SIDE = 3
+PREDICTED_ROWS = 12  # unlabelled images: predicted classes drawn (of up to 1000 for ImageNet)
+PREDICTED = "predicted"
 
 
 def denormalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -52,6 +58,9 @@ class Visuals:
             c: {"correct": [], "error": []} for c in self.class_names
         }
         self.counts: dict[tuple[str, str], int] = {}  # tiles taken per (class, side)
+        self.predicted: dict[str, list] = {}  # unlabelled: predicted class -> tiles
+        self.rows: set[str] = set()  # the predicted classes given a mosaic row
+        self.labelled = True
         self.n_overlays = 0
         (self.out / "overlays" / method).mkdir(parents=True, exist_ok=True)
 
@@ -59,12 +68,13 @@ class Visuals:
         res, sb = item.result, item.result.saliency
         pred = res.pred.cpu().numpy()
         # unlabelled images: grouped by predicted class, never an error
+        self.labelled = item.labels is not None
         labels = pred if item.labels is None else item.labels.cpu().numpy()
         drawn = []  # (row, class, side, tile?, save?): decided first, drawn for these rows only
         for i in range(len(item.ids)):
             cls = self.class_names[int(labels[i])]
-            side = "correct" if pred[i] == labels[i] else "error"
-            tile = self.counts.get((cls, side), 0) < MOSAIC_PER_SIDE
+            side = ("correct" if pred[i] == labels[i] else "error") if self.labelled else PREDICTED
+            tile = self._room(cls, side)
             save = self.n_overlays < self.overlays
             if tile or save:
                 drawn.append((i, cls, side, tile, save))
@@ -86,8 +96,12 @@ class Visuals:
             mask = masks[i].astype(bool) if i in masks else None
             over = overlay(rgb[i], mm[i], mask)
             if tile:
-                caption = f"{self.class_names[int(pred[i])]} {conf[i]:.2f} fg {a_fg[i]:.2f}"
-                self.tiles[cls][side].append((over, caption))
+                fg = "" if np.isnan(a_fg[i]) else f" fg {a_fg[i]:.2f}"
+                caption = f"{self.class_names[int(pred[i])]} {conf[i]:.2f}{fg}"
+                if side == PREDICTED:
+                    self.predicted.setdefault(cls, []).append(Tile(over, caption))
+                else:
+                    self.tiles[cls][side].append((over, caption))
             if save:
                 Image.fromarray(np.concatenate([rgb[i], over], axis=1)).save(
                     self.out / "overlays" / self.method / f"{item.ids[i]}.png"
@@ -103,9 +117,25 @@ class Visuals:
                 f"{self.method} {item.ids[0]} ({name})",
             )
 
+    def _room(self, cls: str, side: str) -> bool:
+        """Whether a tile of ``cls`` on ``side`` is still wanted."""
+        if side != PREDICTED:
+            return self.counts.get((cls, side), 0) < MOSAIC_PER_SIDE
+        if cls not in self.rows and len(self.rows) >= PREDICTED_ROWS:
+            return False
+        self.rows.add(cls)  # decided here, before the batch's tiles are drawn
+        return self.counts.get((cls, side), 0) < 2 * MOSAIC_PER_SIDE
+
     def close(self) -> None:
-        """Draw the correct/error mosaic from the tiles kept."""
+        """Draw the correct/error mosaic (the predicted-class one for unlabelled images)."""
         (self.out / "mosaics").mkdir(exist_ok=True)
+        if not self.labelled:
+            tile_sheet(
+                list(self.predicted.items()),
+                self.out / "mosaics" / f"{self.method}_predicted.png",
+                f"{self.title} (rows: predicted class; no labels)",
+            )
+            return
         correct_error_mosaic(
             self.tiles,
             self.out / "mosaics" / f"{self.method}_correct_error.png",
