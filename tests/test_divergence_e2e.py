@@ -139,8 +139,9 @@ def test_full_vs_seg_report_tables_and_mlflow(study, full_vs_seg):
     client = _client(root)
     run = client.get_run(result["run_id"])
     assert run.data.tags["stage"] == "divergence" and run.data.tags["verdict"] == result["verdict"]
+    # the compared models first, the time last (every stage's run-name scheme)
     assert re.fullmatch(
-        r"divergence-\d{8}-\d{6}/2models-on-synth-sf3d-full-test", run.info.run_name
+        r"small_cnn-\w+-vs-\w+/synth-sf3d-full-test/divergence-\d{8}-\d{6}", run.info.run_name
     )
     behaviour = pd.read_csv(out / "behaviour.csv").iloc[0]
     metrics = run.data.metrics

@@ -103,8 +103,8 @@ def test_grid_2x2_artifacts_and_mlflow_runs(study, grid):
     client = _client(study)
     parent = client.get_run(result["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["stage"] == "evaluate"
-    assert parent.info.run_name.startswith("evaluate-") and parent.info.run_name.endswith(
-        "/grid-2x2-test"
+    assert parent.info.run_name.startswith("grid-2x2-test/") and "/evaluate-" in (
+        parent.info.run_name
     )
     assert {"grid"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
     children = client.search_runs(
@@ -117,7 +117,13 @@ def test_grid_2x2_artifacts_and_mlflow_runs(study, grid):
     for child in children:
         row, col = child.data.tags["source_label"], child.data.tags["target_label"]
         assert child.data.metrics["eval/acc"] == pytest.approx(acc.loc[row, col])
-        assert child.info.run_name.endswith(f"-on-{col.replace('/', '-')}")
+        # named after the source model as its training run, the target before the time
+        tags = child.data.tags
+        assert child.info.run_name.startswith(f"small_cnn-{tags['variant']}/{tags['dataset']}-nc")
+        assert f"/evaluate-on-{col.replace('/', '-')}-" in child.info.run_name
+        assert {"dataset/name", "dataset/variant", "seed", "backbone"} <= set(child.data.params)
+        # per-bin cluster numbers are breakdowns (clusters/pooled.csv), not scalars
+        assert not any("/bin" in k for k in child.data.metrics)
         names = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"predictions.csv", "predictions.json", "confusion.png", "roc.png"} <= names
         assert {"roc_per_class.png", "fp_fn.csv", "per_class.csv", "clusters"} <= names
@@ -214,26 +220,31 @@ def test_saliency_statistics_per_cluster(study):
     cell = next((out / "cells").iterdir())
     sal = pd.read_csv(cell / "saliency.csv")
     valid = sal[~sal.zero_map]
-    assert np.allclose(valid.a_fg + valid.a_bg, 1, atol=1e-5)
+    assert np.allclose(valid.fg_mass + valid.bg_mass, 1, atol=1e-5)
     summary = pd.read_csv(cell / "clusters/summary.csv")
-    assert {"gradcam/a_fg", "gradcam/a_bg", "gradcam/stability_2x2", "gradcam/zero_maps"} <= set(
-        summary.columns
-    )
+    assert {
+        "gradcam/fg_mass",
+        "gradcam/bg_mass",
+        "gradcam/stability_2x2",
+        "gradcam/zero_maps",
+    } <= set(summary.columns)
     # each cluster's A_fg is the mean over its images (by hand from the per-image tables)
     assign = pd.read_csv(cell / "clusters/assignments.csv")
-    merged = assign.merge(valid[["image_id", "a_fg"]], on="image_id")
-    by_hand = merged.groupby(["true", "outcome", "bin"]).a_fg.mean()
-    for row in summary.dropna(subset=["gradcam/a_fg"]).to_dict("records"):
-        assert row["gradcam/a_fg"] == pytest.approx(
+    merged = assign.merge(valid[["image_id", "fg_mass"]], on="image_id")
+    by_hand = merged.groupby(["true", "outcome", "bin"]).fg_mass.mean()
+    for row in summary.dropna(subset=["gradcam/fg_mass"]).to_dict("records"):
+        assert row["gradcam/fg_mass"] == pytest.approx(
             by_hand[(row["class"], row["outcome"], row["bin"])]
         )
     pooled = pd.read_csv(cell / "clusters/pooled.csv")
-    assert "gradcam/a_bg" in pooled.columns
+    assert "gradcam/bg_mass" in pooled.columns
     child = _client(study).search_runs(
         [_client(study).get_experiment_by_name("sage").experiment_id],
         f"tags.`mlflow.parentRunId` = '{result['parent_run_id']}'",
     )[0]
-    assert child.data.metrics["eval/saliency/gradcam/a_fg"] == pytest.approx(valid.a_fg.mean())
+    # one name per quantity: eval/<method>/fg_mass as explain/ and val_sage/ name it
+    assert child.data.metrics["eval/gradcam/fg_mass"] == pytest.approx(valid.fg_mass.mean())
+    assert "eval/gradcam/fg_mass/correct" in child.data.metrics
 
 
 def test_errors_are_clear(study, tmp_path):

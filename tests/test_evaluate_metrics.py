@@ -189,8 +189,8 @@ def test_cluster_summary_saliency_statistics():
         }
     }
     summary = cluster_summary(clustered, saliency).set_index("bin")
-    assert summary.loc[0, "gradcam/a_fg"] == pytest.approx(0.3)
-    assert summary.loc[1, "gradcam/a_fg"] == pytest.approx(0.9)
+    assert summary.loc[0, "gradcam/fg_mass"] == pytest.approx(0.3)
+    assert summary.loc[1, "gradcam/fg_mass"] == pytest.approx(0.9)
     assert summary.loc[1, "gradcam/zero_maps"] == 1
     assert math.isnan(summary.loc[1, "gradcam/stability_2x2"])  # one valid image only
     centre = masses[:2].mean(0)

@@ -92,7 +92,7 @@ def test_findings_follow_the_numbers(fake_study):
     assert models.loc["synth-sf3d/full", "cross_acc_full"] == 0.3
     assert models.loc["synth-sf3d/seg", "cross_acc_same_variant"] == 0.7
     assert models.loc["synth-sf3d/full", "shuffled_acc"] == 0.5
-    assert models.loc["synth-sf3d/full", "val_fg_mass"] == 0.3  # the last epoch's value
+    assert models.loc["synth-sf3d/full", "val_sage/fg_mass"] == 0.3  # the last epoch's value
     text = "\n".join(f["lines"])
     assert "0.060 of its GradCAM mass on the spurious sticker, more than the seg" in text
     assert (
@@ -113,7 +113,7 @@ def test_findings_follow_the_numbers(fake_study):
         line for line in f["lines"] if line.startswith("synth-driver100") and "sticker" in line
     ]
     assert "synth-driver100: background mass 1−A_fg full 0.70 vs seg 0.50 (more than)." in text
-    assert f["scalars"]["study/synth-sf3d/full/sticker_mass"] == 0.06
+    assert f["scalars"]["study/synth-sf3d/full/saliency_precision/spurious"] == 0.06
 
     # the same study with the numbers swapped says the opposite
     for key in explains:

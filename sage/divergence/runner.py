@@ -55,7 +55,7 @@ from ..evaluation.targets import targets_from_config
 from ..models import get_backbone_spec
 from ..models.fingerprint import model_fingerprint
 from ..saliency.tokens import grid_name
-from ..tracking.run_record import git_commit
+from ..tracking.run_record import code_version
 from ..tracking.store import experiment_for
 from ..training.classifier import load_classifier
 from .analysis import analyse, headline_verdict, plot_embeddings
@@ -219,7 +219,11 @@ def run(cfg: DictConfig) -> dict[str, object]:
     (out / "report.md").write_text(report)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"divergence-{stamp}/{len(models)}models-on-{_slug(target.label)}-{cfg.split}"
+    # the compared models first (backbone, then their variants), the time last, as every
+    # stage's run names: small_cnn-full-vs-seg/synth-sf3d-full-test/divergence-<time>
+    backbones = "-vs-".join(dict.fromkeys(m.backbone for m in models))
+    variants = "-vs-".join(m.variant or _slug(m.label) for m in models)
+    name = f"{backbones}-{variants}/{_slug(target.label)}-{cfg.split}/divergence-{stamp}"
     exp_id = experiment_for(cfg.logger)
     tags = {
         "stage": "divergence",
@@ -228,8 +232,8 @@ def run(cfg: DictConfig) -> dict[str, object]:
         "models": json.dumps([m.label for m in models]),
         "source_runs": json.dumps([m.run_id for m in models]),
         "verdict": headline[:4900],
-        # the code's checkout, not paths.root_dir (which SAGE_ROOT may move outside the repo)
-        "git_commit": git_commit(Path(__file__).resolve().parents[2]),
+        # sage_version, and git_commit of the code's own checkout when it runs from one
+        **code_version(),
     }
     with mlflow.start_run(experiment_id=exp_id, run_name=name, tags=tags) as mlrun:
         mlflow.log_params(

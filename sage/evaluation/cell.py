@@ -14,11 +14,11 @@ of every token grid).
 | ``confusion.csv``, ``confusion.png`` | the matrix, with FP/FN counts and rates in the margins |
 | ``fp_fn.csv`` / ``.json`` | the images behind every FP and FN count |
 | ``roc.png``, ``roc_per_class.png``, ``roc.json`` | ROC micro/macro and per class, AUCs |
-| ``clusters/assignments.csv`` | per image: outcome, confidence bin (and A_fg/A_bg per method) |
+| ``clusters/assignments.csv`` | per image: outcome, confidence bin (and fg/bg mass per method) |
 | ``clusters/summary.csv``, ``clusters/groups.csv`` | per cluster statistics; bins used per group |
-| ``clusters/pooled.csv`` | per (outcome, bin) over classes: size, share, A_fg/A_bg |
+| ``clusters/pooled.csv`` | per (outcome, bin) over classes: size, share, fg/bg mass (per-bin) |
 | ``clusters/{scatter,bands,histogram}.png``, ``clusters/thumbnails/<class>.png`` | figures |
-| ``saliency.csv`` | per image and method: A_fg, A_bg, zero_map (with saliency only) |
+| ``saliency.csv`` | per image and method: fg_mass, bg_mass, zero_map (with saliency only) |
 """
 
 from __future__ import annotations
@@ -192,7 +192,8 @@ def _thumbnails(
                     thumbs.append((rgb, caption))
                 label = f"{outcome} bin {b}\nconf {lo:.2f}-{hi:.2f}\nn={n}"
                 if first is not None:
-                    label += f"\n{first} A_bg {part[part.bin == b][f'{first}/a_bg'].iloc[0]:.2f}"
+                    bg = part[part.bin == b][f"{first}/bg_mass"].iloc[0]
+                    label += f"\n{first} bg_mass {bg:.2f}"
                 rows.append((label, thumbs))
         header = f"{title} - true {cls} (captions: predicted class, confidence"
         header += f", {first} A_fg)" if first is not None else ")"
@@ -273,7 +274,7 @@ def _write_clusters(
     assignments = clustered[["image_id", "true", "predicted", "confidence", "outcome", "bin"]]
     for method, arrays in pred.saliency.items():
         assignments = assignments.assign(
-            **{f"{method}/a_fg": arrays["a_fg"], f"{method}/a_bg": arrays["a_bg"]}
+            **{f"{method}/fg_mass": arrays["a_fg"], f"{method}/bg_mass": arrays["a_bg"]}
         )
     assignments.to_csv(out / "assignments.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
@@ -287,17 +288,20 @@ def _write_clusters(
         _thumbnails(
             clustered, summary, data, out / "thumbnails", classes, thumbnails, pred.saliency, title
         )
+    # the per-bin numbers (clusters/<outcome>/bin<k>/...) are breakdowns: pooled.csv holds
+    # them, the cell run logs them as scalars only with tracking.breakdowns=true
     metrics = {"clusters/groups_with_fewer_bins": float((groups.k_used < bins).sum())}
     for row in pooled.to_dict(orient="records"):
         prefix = f"clusters/{row['outcome']}/bin{row['bin']}"
         metrics[f"{prefix}/n"] = float(row["n"])
         for method in pred.saliency:
-            metrics[f"{prefix}/{method}/a_bg"] = float(row[f"{method}/a_bg"])
+            metrics[f"{prefix}/{method}/bg_mass"] = float(row[f"{method}/bg_mass"])
     return metrics
 
 
 def _write_saliency(frame: pd.DataFrame, pred: Predictions, out: Path) -> dict[str, float]:
-    """Per-image A_fg / A_bg table and per-method means (flagged all-zero maps left out)."""
+    """Per-image fg/bg mass table and per-method means (flagged all-zero maps left out),
+    named as explain and the callback name them: ``<method>/fg_mass``, ``/fg_mass/correct``..."""
     rows, metrics = [], {}
     correct = frame.correct.to_numpy()
     for method, arrays in pred.saliency.items():
@@ -307,18 +311,18 @@ def _write_saliency(frame: pd.DataFrame, pred: Predictions, out: Path) -> dict[s
                     "image_id": pred.image_ids,
                     "method": method,
                     "correct": correct,
-                    "a_fg": arrays["a_fg"],
-                    "a_bg": arrays["a_bg"],
+                    "fg_mass": arrays["a_fg"],
+                    "bg_mass": arrays["a_bg"],
                     "zero_map": arrays["zero"],
                 }
             )
         )
         valid = ~arrays["zero"].astype(bool)
-        metrics[f"saliency/{method}/a_fg"] = _mean(arrays["a_fg"][valid])
-        metrics[f"saliency/{method}/a_bg"] = _mean(arrays["a_bg"][valid])
-        metrics[f"saliency/{method}/a_fg_correct"] = _mean(arrays["a_fg"][valid & correct])
-        metrics[f"saliency/{method}/a_fg_error"] = _mean(arrays["a_fg"][valid & ~correct])
-        metrics[f"saliency/{method}/zero_maps"] = float((~valid).sum())
+        metrics[f"{method}/fg_mass"] = _mean(arrays["a_fg"][valid])
+        metrics[f"{method}/bg_mass"] = _mean(arrays["a_bg"][valid])
+        metrics[f"{method}/fg_mass/correct"] = _mean(arrays["a_fg"][valid & correct])
+        metrics[f"{method}/fg_mass/error"] = _mean(arrays["a_fg"][valid & ~correct])
+        metrics[f"{method}/zero_maps"] = float((~valid).sum())
     pd.concat(rows, ignore_index=True).to_csv(out / "saliency.csv", index=False)
     return metrics
 

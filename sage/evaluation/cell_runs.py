@@ -25,6 +25,8 @@ from ..errors import SageError
 from ..models import get_backbone_spec
 from ..models.fingerprint import model_fingerprint
 from ..saliency.methods import SaliencyMethod, create_method
+from ..tracking.breakdowns import split_breakdowns
+from ..tracking.console import model_tags, run_name
 from ..training.classifier import load_classifier
 from .cell import predict, write_cell
 from .grid import cell_key
@@ -118,7 +120,7 @@ class GridContext:
     key: str
     exp_id: str
     stamp: str
-    commit: str
+    code: dict[str, str]  # provenance tags (:func:`~sage.tracking.run_record.code_version`)
     methods: dict[str, SaliencyMethod]
     grids: list[tuple[int, int]]
     bins: int
@@ -155,9 +157,9 @@ def _evaluate_cell(
         limit=cfg.get("limit"),
     )
     cell_dir = g.out / "cells" / f"{position:02d}-{_slug(m.label)}--{_slug(t.label)}"
-    model_id = f"{m.backbone}-nc{len(m.classes)}-{m.dataset or 'unknown'}-"
-    model_id += m.variant or _slug(m.label)
+    identity = model_tags(m.backbone, m.dataset, m.variant or _slug(m.label), len(m.classes))
     tags = {
+        **identity,  # the source model, tagged as its training run is
         "stage": "evaluate",
         "level": "cell",
         "grid_key": g.key,
@@ -167,23 +169,34 @@ def _evaluate_cell(
         "source_label": m.label,
         "target": t.name,
         "target_label": t.label,
-        "model": m.backbone,
         "model_fingerprint": fingerprint,
         "prepared_dataset": str(t.data.root),
-        "git_commit": g.commit,
+        **g.code,
         **g.tags,
     }
-    name = f"evaluate-{g.stamp}/{model_id}-on-{_slug(t.label)}"
+    # the source model first, as its training run is named; the target before the time
+    name = run_name(
+        identity["model"],
+        identity["variant"],
+        identity["dataset"],
+        identity["num_classes"],
+        f"evaluate-on-{_slug(t.label)}",
+        g.stamp,
+    )
     with mlflow.start_run(experiment_id=g.exp_id, run_name=name, nested=True, tags=tags) as child:
         mlflow.log_params(
             {
                 "source": m.key,
                 "source_label": m.label,
                 "target": t.name,
+                # the keys training uses for the data a run works on, the model and the seed
+                "dataset/name": t.data.summary.get("dataset", t.name),
+                "dataset/variant": t.data.summary.get("variant"),
                 "split": cfg.split,
                 "checkpoint_select": cfg.checkpoint_select,
                 "backbone": m.backbone,
                 "image_size": size,
+                "seed": cfg.seed,
                 "n_images": len(images),
             }
         )
@@ -209,7 +222,9 @@ def _evaluate_cell(
             thumbnails=int(cfg.clustering.thumbnails),
             figures=_wants_figures(cfg.get("cell_figures", True), m.label, t.label),
         )
-        mlflow.log_metrics(_finite({PREFIX + k: v for k, v in metrics.items()}))
+        scalars = _finite({PREFIX + k: v for k, v in metrics.items()})
+        headline, _ = split_breakdowns(scalars)  # per-bin numbers: clusters/pooled.csv
+        mlflow.log_metrics(scalars if (cfg.get("tracking") or {}).get("breakdowns") else headline)
         mlflow.log_artifacts(str(cell_dir))
         return {**base, "run_id": child.info.run_id, "status": "evaluated", **metrics}
 

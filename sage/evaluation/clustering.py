@@ -138,8 +138,8 @@ def cluster_summary(
         for method, arrays in (saliency or {}).items():
             valid = idx[~np.asarray(arrays["zero"], bool)[idx]]
             row[f"{method}/zero_maps"] = len(idx) - len(valid)
-            row[f"{method}/a_fg"] = _mean(arrays["a_fg"], valid)
-            row[f"{method}/a_bg"] = _mean(arrays["a_bg"], valid)
+            row[f"{method}/fg_mass"] = _mean(arrays["a_fg"], valid)
+            row[f"{method}/bg_mass"] = _mean(arrays["a_bg"], valid)
             for key, masses in arrays.items():
                 if key.startswith("mass_"):
                     grid = key.removeprefix("mass_")
@@ -191,7 +191,7 @@ def pooled_by_bin(
             }
             for method, arrays in (saliency or {}).items():
                 valid = idx[~np.asarray(arrays["zero"], bool)[idx]]
-                row[f"{method}/a_fg"] = _mean(arrays["a_fg"], valid)
-                row[f"{method}/a_bg"] = _mean(arrays["a_bg"], valid)
+                row[f"{method}/fg_mass"] = _mean(arrays["a_fg"], valid)
+                row[f"{method}/bg_mass"] = _mean(arrays["a_bg"], valid)
             rows.append(row)
     return pd.DataFrame(rows)

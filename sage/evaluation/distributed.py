@@ -3,9 +3,12 @@
 A 26-backbone × 4-variant × 4-target study is 416 cells; rather than one process walking
 them, any Hydra launcher runs them as a sweep and MLflow is the meeting point::
 
-    python evaluate.py -m mode=cells grid_name=study1 'models=[<run a>],[<run b>]' \\
+    sage-evaluate -m mode=cells grid_name=study1 'models=[<run a>],[<run b>]' \\
         'targets=[synth_driver100/bbox],[synth_driver100/full]'      # one job per cell
-    python evaluate.py mode=assemble grid_name=study1                   # the grid, from MLflow
+    sage-evaluate mode=assemble grid_name=study1                        # the grid, from MLflow
+
+(``sage-evaluate`` is the installed command; ``python -m sage.commands.evaluate`` is the same
+and, in a checkout, ``python evaluate.py``.)
 
 ``mode=cells`` (:func:`run_cells`) evaluates the job's models × targets exactly as a grid
 would (same cell runs, files and ``eval/*`` metrics, :func:`~sage.evaluation.cell_runs.
@@ -41,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import SageError
 from ..tracking.liveness import claim_run
-from ..tracking.run_record import git_commit
+from ..tracking.run_record import code_version
 from ..tracking.store import experiment_for
 from .cell_runs import (
     GridContext,
@@ -127,7 +130,7 @@ def run_cells(cfg: DictConfig) -> dict[str, object]:
         key=skey,  # replaced by the grid's key when the grid is assembled
         exp_id=exp_id,
         stamp=time.strftime("%Y%m%d-%H%M%S"),
-        commit=git_commit(cfg.paths.root_dir),
+        code=code_version(),
         methods=methods,
         grids=grids,
         bins=bins,
@@ -144,7 +147,9 @@ def run_cells(cfg: DictConfig) -> dict[str, object]:
         "evaluated": int((cells.status == "evaluated").sum()),
         "skipped": int((cells.status == "skipped").sum()),
         "output_dir": str(out),
-        "next": f"python evaluate.py mode=assemble grid_name={name}",
+        # the installed command; the module form works from a checkout too
+        "next": f"sage-evaluate mode=assemble grid_name={name}  "
+        f"(or python -m sage.commands.evaluate mode=assemble grid_name={name})",
         "table": _headline(records, [m.label for m in models], [t.label for t in targets]),
     }
 
@@ -170,7 +175,8 @@ def assemble(cfg: DictConfig) -> dict[str, object]:
         raise SageError(
             f"no finished cell runs with grid_name={name!r} in MLflow experiment "
             f"{cfg.logger.experiment_name!r} ({cfg.logger.tracking_uri}); evaluate them first: "
-            f"python evaluate.py -m mode=cells grid_name={name} ..."
+            f"sage-evaluate -m mode=cells grid_name={name} ... "
+            "(or python -m sage.commands.evaluate ...)"
         )
     keys = sorted({r.data.tags.get("settings_key", "") for r in runs})
     if len(keys) > 1:
@@ -233,7 +239,7 @@ def assemble(cfg: DictConfig) -> dict[str, object]:
         if parent is not None
         else {
             "experiment_id": exp_id,
-            "run_name": f"evaluate-{stamp}/grid-{len(row_labels)}x{len(col_labels)}-{split}",
+            "run_name": f"grid-{len(row_labels)}x{len(col_labels)}-{split}/{name}/evaluate-{stamp}",
         }
     )
     selection = {
@@ -265,7 +271,7 @@ def assemble(cfg: DictConfig) -> dict[str, object]:
             )
         mlflow.set_tags(
             {
-                "git_commit": git_commit(cfg.paths.root_dir),
+                **code_version(),
                 "resumed": str(parent is not None),
                 "grid_name": name,
                 "assembled": "true",

@@ -1,10 +1,12 @@
 """Evaluate task: ``run(cfg)`` evaluates every selected model on every target.
 
-MLflow layout: one parent run per grid (``evaluate-<ts>/grid-<R>x<C>-<split>``, tags
+MLflow layout: one parent run per grid (``grid-<R>x<C>-<split>/<key>/evaluate-<ts>``, tags
 ``stage=evaluate``, ``grid_key``) holding the grid artifacts (``grid/``: matrices, heatmaps,
-``table.md``), and a nested child run per cell (``evaluate-<ts>/<model>-nc<C>-<dataset>-
-<variant>-on-<target dataset>-<target variant>``, tags ``source_run``, ``target``,
-``cell_key``) with ``eval/*`` metrics and the cell's files.
+``table.md``), and a nested child run per cell, named after the source model as its training
+run is (``<model>-<variant>/<dataset>-nc<C>/evaluate-on-<target>-<ts>``, tags ``model``,
+``dataset``, ``variant``, ``num_classes`` of the model, ``source_run``, ``target``,
+``cell_key``) with ``eval/*`` metrics (the per-bin breakdowns in ``clusters/pooled.csv``) and
+the cell's files.
 
 Resumption: the grid key hashes the model ids, targets, split, checkpoint choice and the
 settings that change a cell's content (limit, target overrides, ECE bins, clustering bins,
@@ -30,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import SageError
 from ..tracking.liveness import claim_run
-from ..tracking.run_record import git_commit
+from ..tracking.run_record import code_version
 from ..tracking.store import experiment_for
 from .cell_runs import (
     GridContext,
@@ -89,7 +91,7 @@ def run(cfg: DictConfig) -> dict[str, object]:
         key=key,
         exp_id=exp_id,
         stamp=time.strftime("%Y%m%d-%H%M%S"),
-        commit=git_commit(cfg.paths.root_dir),
+        code=code_version(),
         methods=methods,
         grids=grids,
         bins=bins,
@@ -113,7 +115,9 @@ def run(cfg: DictConfig) -> dict[str, object]:
         if parent is not None
         else {
             "experiment_id": exp_id,
-            "run_name": f"evaluate-{g.stamp}/grid-{len(models)}x{len(targets)}-{cfg.split}",
+            # what tells grids apart first, the time last (as every stage's run names)
+            "run_name": f"grid-{len(models)}x{len(targets)}-{cfg.split}/{key[:8]}/"
+            f"evaluate-{g.stamp}",
         }
     )
     with mlflow.start_run(**start) as parent_run:
@@ -133,7 +137,7 @@ def run(cfg: DictConfig) -> dict[str, object]:
                     "saliency_methods": json.dumps(list(methods)),
                 }
             )
-        mlflow.set_tags({"git_commit": g.commit, "resumed": str(parent is not None)})
+        mlflow.set_tags({**g.code, "resumed": str(parent is not None)})
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
         mlflow.log_dict(selection, "selection.json")
         records = evaluate_cells(g, models, targets, done, bool(cfg.force))

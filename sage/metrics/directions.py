@@ -4,6 +4,10 @@ One table for every consumer that has to compare scores (the meta-evaluation, ta
 ↑/↓). Alignment columns ``<metric>/<region>`` flip sign on regions where saliency is a fault
 (the background, the spurious sticker); on a single body part the right answer depends on the
 class, so no direction is claimed there.
+
+Names are the vocabulary of docs/metrics.md: one name per quantity in every stage (the mass is
+``fg_mass`` / ``bg_mass``, never ``a_fg``; Explanation Alignment's EA_IoU / EA_PG are the means
+of ``iou`` / ``pointing_game``, not columns of their own).
 """
 
 from __future__ import annotations
@@ -13,15 +17,14 @@ HIGHER, LOWER = 1, -1
 _BY_NAME: dict[str, int] = {
     # alignment (per region; sign for the foreground / discriminative regions)
     "iou": HIGHER,
-    "ea_iou": HIGHER,
     "pointing_game": HIGHER,
-    "ea_pg": HIGHER,
     "delta_density": HIGHER,
     "average_precision": HIGHER,
     "saliency_precision": HIGHER,
     "saliency_recall": HIGHER,
-    "a_fg": HIGHER,
-    "a_bg": LOWER,
+    # foreground / background mass of the rectified map (summary.csv, every stage's scalars)
+    "fg_mass": HIGHER,
+    "bg_mass": LOWER,
     # faithfulness (Poppi et al.)
     "average_drop": LOWER,
     "increase_in_confidence": HIGHER,

@@ -25,7 +25,7 @@ from ..data.prepared import PreparedDataset
 from ..errors import SageError
 from ..models import get_backbone_spec
 from ..models.fingerprint import model_fingerprint
-from ..tracking.run_record import git_commit
+from ..tracking.run_record import code_version
 from ..tracking.store import experiment_for
 from ..training.checkpoint_data import load_checkpoint_and_data
 from .activations import collect_activations, resolve_regions
@@ -176,7 +176,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             {
                 "stage": "explain",
                 "mode": "neurons",
-                "git_commit": git_commit(cfg.paths.root_dir),
+                **code_version(),  # sage_version; git_commit when run from a checkout
                 "model_run": model_run,
                 "model_fingerprint": model_fingerprint(net),
                 "prepared_dataset": str(data.root),

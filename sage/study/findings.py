@@ -20,28 +20,33 @@ import pandas as pd
 
 from ..evaluation.grid import markdown_table
 
+# Columns are the quantities' names of docs/metrics.md (vocabulary): explain's GradCAM numbers
+# without their stage prefix, the training run's with theirs (test/, val_sage/). The sticker
+# mass is saliency_precision/spurious (the saliency share on the spurious part). The
+# accuracies on chosen grid targets (cue_acc, shuffled_acc, cross_acc_*) are the study's own.
+STICKER = "saliency_precision/spurious"
 _EXPLAIN = {
-    "a_fg": "explain/gradcam/fg_mass",
-    "sticker_mass": "explain/gradcam/saliency_precision/spurious",
-    "ea_pg": "explain/gradcam/ea_pg/fg",
+    "fg_mass": "explain/gradcam/fg_mass",
+    STICKER: f"explain/gradcam/{STICKER}",
+    "pointing_game/fg": "explain/gradcam/pointing_game/fg",
     "arcc": "explain/gradcam/arcc",
-    "rfs": "explain/rfs/rfs",
+    "rfs/rfs": "explain/rfs/rfs",
 }
 _TRAIN = {
-    "test_acc": "test/acc",
-    "val_fg_mass": "val_sage/gradcam/fg_mass",
-    "val_arcc": "val_sage/gradcam/arcc",
+    "test/acc": "test/acc",
+    "val_sage/fg_mass": "val_sage/gradcam/fg_mass",
+    "val_sage/arcc": "val_sage/gradcam/arcc",
 }
 
 
 _SCALARS = (
-    "test_acc",
+    "test/acc",
     "cue_acc",
     "shuffled_acc",
-    "a_fg",
-    "sticker_mass",
+    "fg_mass",
+    STICKER,
     "arcc",
-    "rfs",
+    "rfs/rfs",
     "cross_acc_full",
     "cross_acc_same_variant",
 )
@@ -127,16 +132,16 @@ def collect_findings(study, runs, grids, explains, divergence) -> dict[str, Any]
         for other in others:
             o = by.loc[other]
             sticker = (
-                f"the full-trained model puts {full.sticker_mass:.3f} of its GradCAM mass on the "
-                f"spurious sticker, {_cmp(full.sticker_mass, o.sticker_mass)} the {other}-trained "
-                f"model ({o.sticker_mass:.3f}); "
+                f"the full-trained model puts {full[STICKER]:.3f} of its GradCAM mass on the "
+                f"spurious sticker, {_cmp(full[STICKER], o[STICKER])} the {other}-trained "
+                f"model ({o[STICKER]:.3f}); "
                 if has_cue
                 else ""
             )
             lines.append(
                 f"{name}: {sticker}background mass 1−A_fg full "
-                f"{1 - full.a_fg:.2f} vs {other} {1 - o.a_fg:.2f} "
-                f"({_cmp(1 - full.a_fg, 1 - o.a_fg)})."
+                f"{1 - full.fg_mass:.2f} vs {other} {1 - o.fg_mass:.2f} "
+                f"({_cmp(1 - full.fg_mass, 1 - o.fg_mass)})."
             )
             if "cross_acc_full" in by.columns and "cross_acc_same_variant" in by.columns:
                 lines.append(
@@ -145,12 +150,12 @@ def collect_findings(study, runs, grids, explains, divergence) -> dict[str, Any]
                     f"{_cmp(full.cross_acc_full, o.cross_acc_same_variant, 'higher', 'lower')} "
                     f"the {other}-trained model on {other} images "
                     f"({o.cross_acc_same_variant:.2f}; {o.cross_acc_full:.2f} on full images); "
-                    f"in-domain test accuracy {full.test_acc:.2f} vs {o.test_acc:.2f}."
+                    f"in-domain test accuracy {full['test/acc']:.2f} vs {o['test/acc']:.2f}."
                 )
             lines.append(
                 f"{name}: RFS (robustness to background vs foreground noise) full "
-                f"{full.rfs:.2f} vs {other} {o.rfs:.2f} "
-                f"({_cmp(full.rfs, o.rfs, 'higher', 'lower')})."
+                f"{full['rfs/rfs']:.2f} vs {other} {o['rfs/rfs']:.2f} "
+                f"({_cmp(full['rfs/rfs'], o['rfs/rfs'], 'higher', 'lower')})."
             )
     verdict = None
     if isinstance(divergence, dict):
@@ -189,8 +194,8 @@ def print_summary(findings: dict[str, Any], study) -> None:
     for source, acc in findings["grids"].items():
         print(f"\nCross-domain accuracy, trained on {source} (rows) -> targets (columns):")
         print(markdown_table(acc))
-    cols = ["trained_on", "test_acc", "shuffled_acc", "cross_acc_full", "cross_acc_same_variant"]
-    cols += ["a_fg", "sticker_mass", "arcc", "rfs"]
+    cols = ["trained_on", "test/acc", "shuffled_acc", "cross_acc_full", "cross_acc_same_variant"]
+    cols += ["fg_mass", STICKER, "arcc", "rfs/rfs"]
     models = findings["models"]
     print("\nPer model (GradCAM on the source domain's full test images; RFS per model):")
     table = models[[c for c in cols if c in models]].set_index("trained_on")

@@ -73,6 +73,21 @@ class _Page:
         return page
 
 
+def _history(client, run_id: str, key: str, work: Path) -> list[float]:
+    """Per-epoch values of ``key``: the run's metric history, else the callback's breakdowns
+    table (``val_sage/breakdowns.csv``: per-part numbers are not MLflow scalars)."""
+    hist = client.get_metric_history(run_id, key)
+    if hist:
+        return [m.value for m in sorted(hist, key=lambda m: m.step)]
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        local = client.download_artifacts(run_id, "val_sage/breakdowns.csv", str(work))
+    except Exception:  # a run without the table (callback off, older run): no curve
+        return []
+    table = pd.read_csv(local)
+    return table[table.key == key].sort_values("step").value.tolist()
+
+
 def _curves(study, runs: dict, path: Path) -> Path | None:
     """SAGE callback metrics per epoch for every trained model (val_sage/gradcam/...)."""
     client = study.client()
@@ -80,12 +95,11 @@ def _curves(study, runs: dict, path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2))
     for (name, variant), run_id in sorted(runs.items()):
         for ax, key in zip(axes, keys, strict=True):
-            hist = client.get_metric_history(run_id, key)
-            if hist:
-                steps = sorted(hist, key=lambda m: m.step)
+            values = _history(client, run_id, key, path.parent / run_id)
+            if values:
                 ax.plot(
-                    range(1, len(steps) + 1),
-                    [m.value for m in steps],
+                    range(1, len(values) + 1),
+                    values,
                     label=f"{name}/{variant}",
                     ls="-" if "sf3d" in name else "--",
                 )
@@ -151,13 +165,15 @@ def write_report(findings: dict[str, Any], out: Path, study) -> Path:
     page.items(findings["lines"] or ["no comparison could be computed"])
     page.h("Models")
     page.p(
-        "test_acc: in-domain test accuracy; cue_acc / shuffled_acc: accuracy on the source "
+        "Columns use the metric names of docs/metrics.md. test/acc: in-domain test accuracy; "
+        "cue_acc / shuffled_acc: accuracy on the source "
         "domain's full test images with the sticker as generated / with its colour shuffled "
         "(the direct test of the shortcut); cross_acc_*: accuracy on the other domain "
-        "(full images / the same variant); a_fg, sticker_mass, ea_pg, arcc: GradCAM on the "
-        "source domain's full test images (sticker_mass = share of the saliency mass on the "
-        "spurious sticker); rfs: RIVAL10's relative foreground sensitivity; val_*: the SAGE "
-        "callback's last epoch on the probe set."
+        "(full images / the same variant); fg_mass (A_fg), saliency_precision/spurious, "
+        "pointing_game/fg, arcc: GradCAM on the "
+        "source domain's full test images (saliency_precision/spurious = share of the saliency "
+        "on the spurious sticker); rfs/rfs: RIVAL10's relative foreground sensitivity; "
+        "val_sage/*: the SAGE callback's last epoch on the probe set."
     )
     page.table(findings["models"].drop(columns=["run_id"]).set_index("trained_on"))
     page.h("Cross-domain grids (accuracy; rows = trained on, columns = evaluated on)")
