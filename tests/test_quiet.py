@@ -77,3 +77,24 @@ def test_verbose_shows_everything(lightning_log, monkeypatch):
     assert any("deprecated" in m for m in _warn())
     monkeypatch.setenv("SAGE_VERBOSE", "0")
     assert quiet_known_noise() and not quiet_known_noise(verbose=True)
+
+
+def test_every_command_is_quiet_through_its_entry_decorator(lightning_log, monkeypatch):
+    """explain, evaluate and train share one_line_errors: it applies sage.quiet first, and a
+    ``verbose`` config key turns it off."""
+    from omegaconf import OmegaConf
+
+    from sage.cli import one_line_errors
+
+    monkeypatch.delenv("SAGE_VERBOSE", raising=False)
+    log, messages = lightning_log
+
+    @one_line_errors
+    def task(cfg):
+        _emit(log)
+
+    task(OmegaConf.create({}))
+    assert messages == ["`Trainer.fit` stopped: `max_epochs=1` reached."]
+    messages.clear()
+    task(OmegaConf.create({"verbose": True}))
+    assert len(messages) == 3
