@@ -20,6 +20,8 @@ from sage.explain import load_maps
 from sage.explain import run as explain_run
 from sage.models import create_backbone
 from sage.models.pretrained import load_pretrained
+from sage.prepare import run as prepare_run
+from sage.train import run as train_run
 
 SIZE = 64
 N_CLASSES = 5
@@ -78,11 +80,15 @@ def _explain(compose_cfg, *overrides: str):
             "progress=false",
             "overlays=2",
             "batch_size=4",
-            f"model.input_size={SIZE}",
             *overrides,
         ],
     )
     return explain_run(cfg), Path(cfg.paths.output_dir), cfg
+
+
+def _model(weights: Path) -> list[str]:
+    """The overrides of the images mode's model: the backbone, its file, the photos' size."""
+    return ["model=mobilenet_v2", f"model.weights={weights}", f"model.input_size={SIZE}"]
 
 
 def _predicted(weights: Path, photos: Path) -> dict[str, int]:
@@ -94,9 +100,7 @@ def _predicted(weights: Path, photos: Path) -> dict[str, int]:
 
 
 def test_explain_images_without_masks(compose_cfg, weights, photos):
-    result, out, cfg = _explain(
-        compose_cfg, "model=mobilenet_v2", f"model.weights={weights}", f"images={photos}", SETS
-    )
+    result, out, cfg = _explain(compose_cfg, *_model(weights), f"images={photos}", SETS)
     summary = pd.read_csv(out / "summary.csv")
     assert sorted(summary.image_id.unique()) == sorted(IDS)
     assert set(summary.method) == {"gradcam", "saliency"}
@@ -135,8 +139,7 @@ def test_explain_images_without_masks(compose_cfg, weights, photos):
 def test_explain_images_with_masks(compose_cfg, weights, photos, masks):
     result, out, _ = _explain(
         compose_cfg,
-        "model=mobilenet_v2",
-        f"model.weights={weights}",
+        *_model(weights),
         f"images={photos}",
         f"masks={masks}",
         SETS,
@@ -161,8 +164,7 @@ def test_explain_images_some_without_a_mask(compose_cfg, weights, photos, masks)
     """``six`` has no mask: its region numbers are NaN, the others' are not."""
     _, out, _ = _explain(
         compose_cfg,
-        "model=mobilenet_v2",
-        f"model.weights={weights}",
+        *_model(weights),
         f"images={photos}",
         f"masks={masks}",
         "metrics=[alignment]",
@@ -178,7 +180,7 @@ def test_explain_images_some_without_a_mask(compose_cfg, weights, photos, masks)
 
 
 def test_explain_images_errors(compose_cfg, weights, photos, tmp_path):
-    model = ["model=mobilenet_v2", f"model.weights={weights}"]
+    model = _model(weights)
     with pytest.raises(SageError, match="checkpoint= and images="):
         _explain(compose_cfg, *model, f"images={photos}", "checkpoint=latest")
     empty = tmp_path / "empty"
@@ -195,3 +197,45 @@ def test_explain_images_errors(compose_cfg, weights, photos, tmp_path):
     cfg = compose_cfg("explain", [])  # neither way in
     with pytest.raises(SageError, match=r"checkpoint=.*or.*images="):
         explain_run(cfg)
+
+
+def test_prepared_data_without_masks_skips_the_mask_numbers(compose_cfg, tmp_path):
+    """masker=none: the callback and explain report no fg_mass (the whole frame would give
+    1.0) and score alignment on the named part only, recording what they left out."""
+    root = tmp_path / "pets"
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("cat", "dog")):
+        for i in range(8):
+            rgb = rng.integers(0, 40, (32, 32, 3), dtype=np.uint8)
+            rgb[..., k] += 180
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rgb).save(root / name / f"img_{i}.png")
+            parts = tmp_path / "pets_parts" / name
+            parts.mkdir(parents=True, exist_ok=True)
+            label = np.zeros((32, 32), np.uint8)
+            label[:8, :8] = 1
+            Image.fromarray(label).save(parts / f"img_{i}.png")
+    legend = {"0": "background", "1": "spurious"}
+    (tmp_path / "pets_parts" / "legend.json").write_text(json.dumps(legend))
+    folder = ["dataset=folder/full", f"dataset.root={root}"]
+    prepare_run(compose_cfg("prepare", [*folder, "masker=none", "prepare.progress=false"]))
+    train_cfg = compose_cfg(
+        "train", [*folder, "debug=fast", "model.input_size=32", "data.batch_size=8"]
+    )
+    train_run(train_cfg)
+    client = mlflow.MlflowClient(train_cfg.logger.tracking_uri)
+    (trained,) = client.search_runs([client.get_experiment_by_name("sage").experiment_id])
+    assert "fg_mass" in trained.data.tags["val_sage/skipped_metrics"]
+    logged = trained.data.metrics
+    assert not any(k.startswith("val_sage/") and "fg_mass" in k for k in logged)
+    assert "val_sage/gradcam/arcc" in logged  # the sets that need no mask still run
+
+    checkpoint = next((tmp_path / "run" / "checkpoints").glob("last*.ckpt"))
+    result, out, _ = _explain(compose_cfg, f"checkpoint={checkpoint}", "cam=[gradcam]")
+    skipped = json.loads((out / "skipped_metrics.json").read_text())
+    assert {"alignment/fg", "fg_mass", "bg_mass"} <= set(skipped)
+    assert "acc" not in skipped and "explain/acc" in result
+    assert not any("fg_mass" in k for k in result)
+    assert pd.read_csv(out / "summary.csv").fg_mass.isna().all()
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert "iou/spurious" in metrics.columns and "iou/fg" not in metrics.columns

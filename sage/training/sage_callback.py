@@ -68,7 +68,15 @@ from ..explain.sinks import Columns, PooledResults
 from ..explain.sinks.tokens import token_frames
 from ..explain.stage import explain_stream
 from ..metrics.registry import metric_set
-from ..metrics.suite import PERTURBATION_SETS, check_metric_sets, is_pooled, pooled_set
+from ..metrics.suite import (
+    MASK_NUMBERS,
+    NO_MASKS,
+    PERTURBATION_SETS,
+    check_metric_sets,
+    is_pooled,
+    mask_free_sets,
+    pooled_set,
+)
 from ..metrics.transforms import sample_transforms
 from ..models import create_backbone
 from ..plots.probe_mosaic import probe_mosaic
@@ -220,6 +228,8 @@ class SageCallback(pl.Callback):
         self._snapshot_epochs: set[int] = set()
         self.snapshot_paths: dict[int, Path] = {}
         self.history: list[dict[str, float]] = []  # logged scalars per probe epoch
+        self.skipped_metrics: dict[str, str] = {}  # set or number -> why it is not computed
+        self._masks = True
 
     # ------------------------------------------------------------------ setup
 
@@ -244,6 +254,15 @@ class SageCallback(pl.Callback):
             self.probe = ProbeSet.load(images, self.per_class, self.seed)
         self._data, self._mean, self._std = data, dm.mean, dm.std
         self._lut = discriminative_parts(data, self.probe.frame)
+        # masker=none: the stored "mask" is the whole frame, so fg_mass would read 1.0 and the
+        # mask sets would score a constant; the probe goes without masks and they are skipped
+        self._masks = data.has_masks
+        if not data.has_masks:
+            self.metrics, self.skipped_metrics = mask_free_sets(
+                self.metrics, data.part_names.values()
+            )
+            self.skipped_metrics |= {n: NO_MASKS for n in MASK_NUMBERS}
+            rank_zero_info(f"SAGE callback skips: {', '.join(self.skipped_metrics)} ({NO_MASKS})")
         bounded = bool(trainer.max_epochs and trainer.max_epochs > 0)
         max_epochs = trainer.max_epochs if bounded else 1
         self._last_epoch = max_epochs - 1 if bounded else None
@@ -259,6 +278,9 @@ class SageCallback(pl.Callback):
         for logger in trainer.loggers:
             if hasattr(logger, "experiment") and hasattr(logger.experiment, "set_tag"):
                 logger.experiment.set_tag(logger.run_id, "val_sage/probe", self.probe.digest)
+                if self.skipped_metrics:
+                    skipped = ", ".join(self.skipped_metrics)
+                    logger.experiment.set_tag(logger.run_id, "val_sage/skipped_metrics", skipped)
         if self.artifacts:
             path = self._dir(trainer) / "probe.json"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -369,7 +391,9 @@ class SageCallback(pl.Callback):
     def _batches(self, keys: Sequence[str] = ("image", "label", "mask", "parts")) -> Iterator:
         """The probe as batch mappings for :func:`~sage.explain.stage.explain_stream`."""
         probe, n = self.probe, len(self.probe.ids)
-        tensors = {"image": probe.images, "label": probe.labels, "mask": probe.masks}
+        tensors = {"image": probe.images, "label": probe.labels}
+        if self._masks:
+            tensors["mask"] = probe.masks
         if probe.parts is not None:
             tensors["parts"] = probe.parts
         for s in range(0, n, self.batch_size):
