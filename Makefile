@@ -1,6 +1,6 @@
 # Entry points; each delegates to a script in scripts/ (which sets up .venv on first use).
 # Extra arguments: make bench ARGS="--quick", make test ARGS="-k road".
-.PHONY: demo test bench bench-quick tracking-server tracking-server-postgres tracking-server-stop
+.PHONY: demo test bench bench-quick bench-scale tracking-server tracking-server-postgres tracking-server-stop
 
 demo:
 	bash scripts/demo.sh $(ARGS)
@@ -13,6 +13,11 @@ bench:
 
 bench-quick:
 	bash scripts/bench.sh --quick $(ARGS)
+
+# The whole pipeline at real SF3D size (22,430 images, 640x480): tens of minutes; not in CI.
+# Writes outputs/benchmarks/scale/scale.{json,md}. make bench-scale ARGS="--speed-full"
+bench-scale:
+	"$$(bash scripts/venv.sh)" benchmarks/scale.py $(ARGS)
 
 # Local MLflow server on 127.0.0.1:5000 (SQLite, or PostgreSQL when installed / SAGE_POSTGRES_URI);
 # foreground, Ctrl-C stops it. make tracking-server ARGS="--port 5001 --background"
