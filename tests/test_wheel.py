@@ -202,3 +202,40 @@ def test_prepare_and_train_outside_a_checkout(installed, work):
     # installed, outside a checkout: the package version, and no commit to make up
     assert run.data.tags["sage_version"] == "0.1.0"
     assert "git_commit" not in run.data.tags
+
+
+@pytest.mark.slow
+def test_explain_images_outside_a_checkout(installed, work):
+    """``sage-explain model=<backbone> model.weights=<file> images=<dir>``: no checkpoint, no
+    prepared data; the predicted class is explained and the mask sets are skipped."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from sage.models import create_backbone
+
+    torch.manual_seed(0)
+    weights = work / "mobilenet_v2.pth"
+    torch.save(create_backbone("mobilenet_v2", 3).state_dict(), weights)
+    photos = work / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(
+            photos / f"p{i}.png"
+        )
+    out = installed.cli(
+        "sage-explain",
+        "model=mobilenet_v2",
+        f"model.weights={weights}",
+        "model.input_size=48",
+        f"images={photos}",
+        "cam=[gradcam,saliency]",
+        "progress=false",
+        cwd=work,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = (work / "outputs/runs/explain").iterdir()
+    assert len((run_dir / "summary.csv").read_text().splitlines()) == 1 + 2 * 3
+    assert "alignment" in (run_dir / "skipped_metrics.json").read_text()
+    assert (run_dir / "arrays/index.csv").is_file()
