@@ -13,10 +13,14 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from .cli import one_line_errors
-from .data.preparation import prepare_dataset
 
 
 def run(cfg: DictConfig) -> dict[str, Path]:
+    """Prepare ``cfg.dataset`` in ``cfg.prepare.variants``; return ``{variant: link}``."""
+    # Imported here, not at the top: prepare's spawned workers import this module again (as
+    # __mp_main__ under ``python -m sage.prepare``) and need none of the readers or splits.
+    from .data.preparation import prepare_dataset
+
     ds = OmegaConf.to_container(cfg.dataset, resolve=True)
     out = prepare_dataset(
         ds,
