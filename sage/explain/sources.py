@@ -74,7 +74,6 @@ class Source:
     discriminative: dict[str, np.ndarray] = field(default_factory=dict)
     no_masks: str = NO_MASKS  # why there are no masks, when there are none
     no_labels: str = NO_LABELS_GIVEN
-    hparams: dict[str, Any] = field(default_factory=dict)  # the checkpoint's, if any
 
     def usable_sets(
         self, metric_sets: Mapping[str, Mapping[str, Any] | None]
@@ -164,7 +163,6 @@ def prepared_source(cfg: DictConfig, out: Path) -> Source:
         where=f"split {cfg.split!r} of {data.root}",
         part_names=dict(data.part_names),
         discriminative=discriminative_parts(data, images.frame),
-        hparams=hparams,
     )
 
 
