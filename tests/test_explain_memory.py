@@ -110,7 +110,7 @@ def test_the_stage_explains_unlabelled_images_without_masks(tmp_path):
             sink.add(item)
     tokens.close()
     rows = summary.frame()
-    assert rows.a_fg.isna().all() and rows.correct.isna().all() and rows["class"].isna().all()
+    assert rows.fg_mass.isna().all() and rows.correct.isna().all() and rows["class"].isna().all()
     maps = load_maps(tmp_path, ["img00011", "img00003"])  # one method: no method= needed
     assert set(maps) == {"whole", "tokens_4x4"}
     mass = maps["tokens_4x4"][:, 0, ..., 0].sum(axis=(1, 2))  # whole region: S̃'s mass

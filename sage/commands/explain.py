@@ -1,5 +1,6 @@
 """``sage-explain`` / ``python -m sage.commands.explain`` / ``python explain.py``: explain a
-checkpoint (``checkpoint=<ckpt | MLflow run id> [cam=[...]]``)."""
+checkpoint (``checkpoint=<ckpt | MLflow run id> [cam=[...]]``) or any backbone on a folder of
+images (``model=<backbone> model.weights=<file> images=<folder | glob> [masks=<folder>]``)."""
 
 from __future__ import annotations
 

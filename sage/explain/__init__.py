@@ -1,4 +1,9 @@
-"""Explain: saliency maps, fg/bg masses, tokens and metric sets of a checkpoint on a split.
+"""Explain: saliency maps, fg/bg masses, tokens and metric sets of a model on images.
+
+Two sources (:mod:`~sage.explain.sources`): a training checkpoint on a prepared split
+(``checkpoint=<ckpt | run id>``), or any registered backbone with a weights file on a folder
+or glob of images (``model=<backbone> model.weights=<file> images=<folder> [masks=<folder>]``;
+the predicted class is explained, sets that need labels or masks are skipped with reasons).
 
 Pieces, usable on their own:
 
@@ -13,7 +18,7 @@ Pieces, usable on their own:
 - :mod:`~sage.explain.task`: ``run(cfg)``, the ``explain.py`` task.
 
 ``run(cfg)`` writes, under an MLflow run of its own
-(``explain-<timestamp>/<model>-nc<classes>-<dataset>-<variant>``):
+(``<model>-<variant>/<dataset>-nc<classes>/explain-<timestamp>``):
 
 - ``arrays/<method>/shard-<k>.npz``: batch ``k``'s arrays stacked, ``image_id``, ``whole``
   (S̃), ``mask``, ``tokens_<P>x<Q>`` (B, regions, P, Q, 6); ``arrays/index.csv`` maps
@@ -21,9 +26,10 @@ Pieces, usable on their own:
   = S̃⊙M and ``bg`` = S̃⊙(1−M));
 - ``tokens.parquet``: the long token table keyed by (image_id, class, split, variant, method,
   grid, region, model_run), streamed by row groups;
-- ``summary.csv``: per image and method A_fg, A_bg, prediction, confidence, correct, flags;
+- ``summary.csv``: per image and method fg_mass, bg_mass, prediction, confidence, correct, flags;
   ``metrics.csv``: per image and method the metric sets' columns;
-- ``overlays/<method>/*.png`` and ``mosaics/<method>_correct_error.png``;
+- ``overlays/<method>/*.png`` and ``mosaics/<method>_correct_error.png`` (without labels
+  ``mosaics/<method>_predicted.png``); ``skipped_metrics.json`` when sets were skipped;
 - ``token_grids/<method>.png`` (cell masses and centroids of the first image);
 - ``method_agreement.csv``: patch KL and Spearman of cell masses between every two methods.
 """
