@@ -2,14 +2,16 @@
 each variant directory (meta.csv, index, VIA, summary, mosaics).
 
 Kept apart from :mod:`.preparation`, whose readers and splits import scikit-learn and more:
-a spawned worker imports this module to unpickle its task, and this one imports in ~0.3 s
-instead of ~2 s, start-up that the parallel run pays before its workers do any work (and
-again in the finishing jobs). Everything here writes files of one image, or one variant,
+a spawned worker imports this module to unpickle its task, and this one imports in about a
+quarter of the time (no scikit-learn, readers or tqdm: 1.5 s against 5.7 s on a loaded 2-core
+machine), start-up that the parallel run pays before its workers do any work. Everything
+here writes files of one image, or one variant,
 alone, so the workers never touch the same file.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from collections.abc import Mapping
@@ -57,10 +59,26 @@ def _write_rgb_png(path: Path, rgb: np.ndarray) -> None:
     path.write_bytes(data.tobytes())
 
 
-def _write_variant(out: Path, variant: str, row, sample: Sample) -> tuple[str, dict, str, float]:
+def _label_png(array: np.ndarray, shared: dict, *, binary: bool) -> bytes:
+    """PNG bytes of a mask (``binary``: 0/255) or part-label image, encoded once per array."""
+    key = ("png", id(array), binary)
+    if key not in shared:
+        buf = io.BytesIO()
+        Image.fromarray(array.astype(np.uint8) * 255 if binary else array).save(buf, "PNG")
+        shared[key] = buf.getvalue()
+    return shared[key]
+
+
+def _write_variant(
+    out: Path, variant: str, row, sample: Sample, shared: dict
+) -> tuple[str, dict, str, float]:
     """Write one image of one variant (image, mask, parts, YOLO files) under ``out``; return
     what the writer books: the VIA entry, the box and the foreground fraction. Runs in the
-    prepare workers; every file it writes belongs to this image alone."""
+    prepare workers; every file it writes belongs to this image alone.
+
+    ``shared`` holds what this image's variants have in common: full and seg share their
+    mask and parts arrays, as do bbox and bboxseg, so each is encoded (and outlined) once.
+    """
     image_id = row.image_id
     if variant == "full":  # keep the source bytes: no re-encoding loss
         image_file = out / "images" / f"{image_id}{Path(row.source_path).suffix.lower()}"
@@ -68,18 +86,22 @@ def _write_variant(out: Path, variant: str, row, sample: Sample) -> tuple[str, d
     else:  # PNG: a lossy codec would bleed the fill into the foreground edge
         image_file = out / "images" / f"{image_id}.png"
         _write_rgb_png(image_file, sample.image)
-    Image.fromarray(sample.mask.astype(np.uint8) * 255).save(out / "masks" / f"{image_id}.png")
+    (out / "masks" / f"{image_id}.png").write_bytes(_label_png(sample.mask, shared, binary=True))
     if sample.parts is not None:
-        Image.fromarray(sample.parts).save(out / "parts" / f"{image_id}.png")
-    box, shape = mask_box(sample.mask), sample.mask.shape
-    polygon = mask_polygon(sample.mask)
+        parts = _label_png(sample.parts, shared, binary=False)
+        (out / "parts" / f"{image_id}.png").write_bytes(parts)
+    geometry = ("geometry", id(sample.mask))
+    if geometry not in shared:
+        shared[geometry] = mask_box(sample.mask), mask_polygon(sample.mask), sample.mask.mean()
+    box, polygon, fg_fraction = shared[geometry]
+    shape = sample.mask.shape
     (out / "annotations/yolo" / f"{image_id}.txt").write_text(yolo_box_line(box, shape))
     if len(polygon) >= 3:
         (out / "annotations/yolo_seg" / f"{image_id}.txt").write_text(
             yolo_polygon_line(polygon, shape)
         )
     key, entry = via_entry(image_file.name, image_file.stat().st_size, box, polygon, row.label_name)
-    return key, entry, " ".join(map(str, box)), float(sample.mask.mean())
+    return key, entry, " ".join(map(str, box)), float(fg_fraction)
 
 
 def process_chunk(
@@ -120,7 +142,8 @@ def process_chunk(
         produced = make_variants(
             Sample(image, result.mask, parts), result.box, variants, margin, fill
         )
-        records = {v: _write_variant(outs[v], v, row, out) for v, out in produced.items()}
+        shared: dict = {}  # keyed by id(): the arrays stay alive in ``produced`` meanwhile
+        records = {v: _write_variant(outs[v], v, row, out, shared) for v, out in produced.items()}
         events.append(("kept", row.Index, row.image_id, records))
     return events
 
