@@ -8,6 +8,12 @@ file). Usage:
 
     python benchmarks/prepare_speed.py [--images-per-class 200] [--workers 2] [--repeats 2]
         [--size 640 480] [--n-subjects 26] [--root DIR] [--out FILE.json]
+        [--from-raw outputs/benchmarks/scale/outputs/data/raw/synth-sf3d-KEY/synth-sf3d]
+
+``--from-raw`` takes the first ``--images-per-class`` images of each class of an already
+generated synth-sf3d tree (``synth_meta.csv`` order, where the subjects take turns, so every
+subject is in the subset) as hard links, and prepares them as an SF3D copy: the same images
+as that tree's, nothing rendered.
 
 Writes outputs/benchmarks/prepare_speed.json (or ``--out``).
 """
@@ -21,12 +27,39 @@ import statistics
 import time
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import OmegaConf
 
 from sage.compose import compose_task
 from sage.data.preparation import prepare_dataset, resolve_workers
-from sage.data.synth import generate
+from sage.data.synth import META, generate
 from sage.data.synth_settings import raw_dir, synth_config
+
+
+def subset_tree(src: Path, per_class: int, parent: Path) -> Path:
+    """Hard-linked SF3D copy of the first ``per_class`` images per class of synth-sf3d tree
+    ``src`` (with its ``_masks``/``_parts`` siblings) under ``parent``; reused when complete."""
+    dest = parent / src.name
+    listing = dest / "driver_imgs_list.csv"
+    if listing.is_file():  # written last
+        return dest
+    meta = pd.read_csv(src / META)
+    chosen = meta[meta["split"] == "train"].groupby("class", sort=False).head(per_class)
+    for rel in chosen["path"]:
+        for suffix, name in (("", rel), ("_masks", None), ("_parts", None)):
+            name = name or str(Path(rel).with_suffix(".png"))
+            target = parent / f"{src.name}{suffix}" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                os.link(src.with_name(src.name + suffix) / name, target)
+    legend = src.with_name(src.name + "_parts") / "legend.json"
+    (parent / f"{src.name}_parts" / "legend.json").write_bytes(legend.read_bytes())
+    (dest / "imgs" / "test").mkdir(parents=True, exist_ok=True)
+    names = set(zip(chosen["class"], chosen["path"].map(lambda r: Path(r).name), strict=True))
+    rows = pd.read_csv(src / "driver_imgs_list.csv")
+    keep = [(c, i) in names for c, i in zip(rows["classname"], rows["img"], strict=True)]
+    rows[keep].to_csv(listing, index=False, lineterminator="\n")
+    return dest
 
 
 def main() -> None:
@@ -38,6 +71,7 @@ def main() -> None:
     ap.add_argument("--n-subjects", type=int, default=20)
     ap.add_argument("--root", default="outputs/benchmarks/prepare_speed")
     ap.add_argument("--out", default="outputs/benchmarks/prepare_speed.json")
+    ap.add_argument("--from-raw", help="a generated synth-sf3d root to take the images from")
     args = ap.parse_args()
     root = Path(args.root).resolve()
     size = args.size[0] if len(args.size) == 1 else f"[{args.size[0]},{args.size[1]}]"
@@ -52,8 +86,14 @@ def main() -> None:
         output_dir=str(root / "run"),
     )
     ds = OmegaConf.to_container(cfg.dataset, resolve=True)
-    # generation is not part of the comparison (cached; rendered on every core)
-    generate(raw_dir(ds), synth_config(ds), workers=os.cpu_count() or 1)
+    if args.from_raw:  # an SF3D copy of images already rendered
+        parent = root / f"raw-subset-{args.images_per_class}"
+        ds.update(
+            synth=None,
+            raw_root=str(subset_tree(Path(args.from_raw), args.images_per_class, parent)),
+        )
+    else:  # generation is not part of the comparison (cached; rendered on every core)
+        generate(raw_dir(ds), synth_config(ds), workers=os.cpu_count() or 1)
     n_raw = 10 * args.images_per_class
     workers = args.workers if args.workers == "auto" else int(args.workers)
     n_parallel = resolve_workers(workers, n_raw, {"name": "gt"})

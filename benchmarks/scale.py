@@ -17,8 +17,8 @@ a user would:
 Per stage: images, seconds, images/s, peak RSS (the sum over the stage's process tree, polled
 every 0.1 s, and the largest single process from ``os.wait4``), output size on disk (allocated
 blocks) and file count; explain also its files per saliency method. Then prepare serially
-and with ``workers=auto`` on a ``--speed-images-per-class`` x 10 subset generated with the
-same settings (``benchmarks/prepare_speed.py``, interleaved), and on the full set with
+and with ``workers=auto`` on the first ``--speed-images-per-class`` images of each class of the
+same tree (``benchmarks/prepare_speed.py --from-raw``, interleaved), and on all of them with
 ``--speed-full``. Writes ``<root>/scale.json`` and ``<root>/scale.md`` and prints the table.
 
     python benchmarks/scale.py                       # full size: tens of minutes on 2 cores
@@ -294,14 +294,12 @@ def main(argv: list[str] | None = None) -> dict:
             [args.images_per_class] if args.speed_full else []
         )
         for per_class in subsets:
-            speed_root = root if per_class == args.images_per_class else root / "speed"
             speed_json = root / f"prepare_speed_{per_class}.json"
             run_stage(
                 f"prepare_speed_{per_class}",
                 [py, "benchmarks/prepare_speed.py", "--images-per-class", str(per_class),
-                 "--size", *map(str, args.size), "--n-subjects", str(args.n_subjects),
-                 "--repeats", str(args.speed_repeats), "--root", str(speed_root),
-                 "--out", str(speed_json)],
+                 "--from-raw", str(raw / "synth-sf3d"), "--repeats", str(args.speed_repeats),
+                 "--root", str(root / "speed"), "--out", str(speed_json)],
                 logs,
             )  # fmt: skip
             result["prepare_speed"].append(json.loads(speed_json.read_text()))
