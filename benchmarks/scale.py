@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--root", default="outputs/benchmarks/scale")
     args = ap.parse_args(argv)
+    load_at_start = os.getloadavg()  # other jobs on the machine slow every stage down
 
     root = Path(args.root).resolve()
     logs, stages = root / "logs", root / "stages"
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
             "gpu": False,
             "platform": platform.platform(),
             "python": platform.python_version(),
-            "load_average_at_start": os.getloadavg(),
+            "load_average_at_start": load_at_start,
         },
         "settings": vars(args),
         "stages": rows,
