@@ -67,7 +67,8 @@ def test_explain_defaults_to_the_data_the_checkpoint_was_trained_on(
     result = _explain(compose_cfg, checkpoint)
     run = mlflow.MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db").get_run(result["run_id"])
     assert run.data.tags["prepared_dataset"] == trained
-    assert run.data.params["dataset"] == "synth-sf3d" and run.data.params["variant"] == "full"
+    assert run.data.params["dataset/name"] == "synth-sf3d"
+    assert run.data.params["dataset/variant"] == "full"
     # nothing was generated or prepared: the default 80-per-class data was never made
     assert sorted(p.name for p in (tmp_path / "outputs/data/prepared").iterdir()) == links
     # an explicit dataset= still wins
