@@ -112,7 +112,8 @@ def main() -> None:
     serial, parallel = min(times[1]), min(times[n_parallel])
     result = {
         "images": n_images,
-        "size": args.size,
+        "size": None if args.from_raw else args.size,  # --from-raw: the tree's own size
+        "from_raw": args.from_raw,
         "workers": n_parallel,
         "cpus": os.cpu_count(),
         "load_average_at_start": os.getloadavg(),
