@@ -112,6 +112,9 @@ def test_explain_writes_artifacts_and_an_mlflow_run(compose_cfg, checkpoint, tmp
     run = client.get_run(result["run_id"])
     # named after the explained model, as its training run: model-variant/dataset-nc/stage-time
     assert run.info.run_name.startswith("small_cnn-full/synth-sf3d-nc10/explain-")
+    # the run starts when the task does: its duration covers the work, not only the upload
+    first_shard = min(p.stat().st_mtime for p in (out / "arrays").rglob("shard-*.npz"))
+    assert run.info.start_time / 1000 < first_shard
     tags = run.data.tags
     assert (tags["model"], tags["dataset"], tags["variant"]) == ("small_cnn", "synth-sf3d", "full")
     assert tags["explained_dataset"] == "synth-sf3d" and tags["sage_version"]

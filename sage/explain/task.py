@@ -85,6 +85,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     ``mode=neurons`` runs the unit-attribution analysis instead (:mod:`sage.neurons`).
     """
+    started_ms = int(time.time() * 1000)
     mode = cfg.get("mode", "maps")
     if mode == "neurons":
         if cfg.get("images"):
@@ -226,5 +227,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     tags = {**src.tags, "model_fingerprint": model_fingerprint(net)}
     if skipped:
         tags["skipped_metrics"] = ", ".join(skipped)
-    aggregates["run_id"] = log_explain_run(cfg, out, model_id, params, tags, aggregates)
+    aggregates["run_id"] = log_explain_run(
+        cfg, out, model_id, params, tags, aggregates, started_ms=started_ms
+    )
     return aggregates
