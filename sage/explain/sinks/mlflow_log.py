@@ -84,7 +84,8 @@ def log_explain_run(
     if (cfg.get("tracking") or {}).get("breakdowns"):
         headline = finite
     exp_id = experiment_for(cfg.logger)
-    identity = trained_identity(mlflow.MlflowClient(), model_id, params, tags)
+    client = mlflow.MlflowClient()
+    identity = trained_identity(client, model_id, params, tags)
     explained = {
         "explained_dataset": str(params.get("dataset") or params.get("images") or "unknown"),
         "explained_variant": str(params.get("variant") or "none"),
@@ -98,7 +99,6 @@ def log_explain_run(
     )
     # The run is created with the task's start time (the work happens before logging), so the
     # UI's duration is the explain run's real wall time, not the few ms of the upload.
-    client = mlflow.MlflowClient()
     created = client.create_run(exp_id, start_time=started_ms, run_name=name)
     with mlflow.start_run(run_id=created.info.run_id) as active:
         mlflow.log_params({PARAM_KEYS.get(k, k): v for k, v in params.items()})
