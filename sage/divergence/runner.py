@@ -50,6 +50,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import SageError
+from ..evaluation.cell_runs import cell_slug
 from ..evaluation.selection import select_from_config
 from ..evaluation.targets import targets_from_config
 from ..models import get_backbone_spec
@@ -76,10 +77,6 @@ ARTIFACTS = (
     "pairs",
     "embedding",
 )
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
@@ -222,8 +219,8 @@ def run(cfg: DictConfig) -> dict[str, object]:
     # the compared models first (backbone, then their variants), the time last, as every
     # stage's run names: small_cnn-full-vs-seg/synth-sf3d-full-test/divergence-<time>
     backbones = "-vs-".join(dict.fromkeys(m.backbone for m in models))
-    variants = "-vs-".join(m.variant or _slug(m.label) for m in models)
-    name = f"{backbones}-{variants}/{_slug(target.label)}-{cfg.split}/divergence-{stamp}"
+    variants = "-vs-".join(m.variant or cell_slug(m.label) for m in models)
+    name = f"{backbones}-{variants}/{cell_slug(target.label)}-{cfg.split}/divergence-{stamp}"
     exp_id = experiment_for(cfg.logger)
     tags = {
         "stage": "divergence",

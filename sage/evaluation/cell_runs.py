@@ -103,7 +103,8 @@ def finished_cells(client: mlflow.MlflowClient, exp_id: str, parent_id: str) -> 
     return done
 
 
-def _slug(text: str) -> str:
+def cell_slug(text: str) -> str:
+    """A label as a file-name piece (cell directories, run names): `/` and the like → `-`."""
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
 
 
@@ -156,8 +157,8 @@ def _evaluate_cell(
         with_masks=bool(g.methods),
         limit=cfg.get("limit"),
     )
-    cell_dir = g.out / "cells" / f"{position:02d}-{_slug(m.label)}--{_slug(t.label)}"
-    identity = model_tags(m.backbone, m.dataset, m.variant or _slug(m.label), len(m.classes))
+    cell_dir = g.out / "cells" / f"{position:02d}-{cell_slug(m.label)}--{cell_slug(t.label)}"
+    identity = model_tags(m.backbone, m.dataset, m.variant or cell_slug(m.label), len(m.classes))
     tags = {
         **identity,  # the source model, tagged as its training run is
         "stage": "evaluate",
@@ -180,7 +181,7 @@ def _evaluate_cell(
         identity["variant"],
         identity["dataset"],
         identity["num_classes"],
-        f"evaluate-on-{_slug(t.label)}",
+        f"evaluate-on-{cell_slug(t.label)}",
         g.stamp,
     )
     with mlflow.start_run(experiment_id=g.exp_id, run_name=name, nested=True, tags=tags) as child:

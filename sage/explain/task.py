@@ -203,6 +203,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         aggregates.update({f"{prefix}/{k}": v for k, v in scores.items()})
     if pooled_scores:
         (out / "pooled_metrics.json").write_text(json.dumps(pooled_scores, indent=2))
+    for name, frame in pooled.per_image().items():  # what a bootstrap over images needs
+        frame.to_csv(out / f"{name}_per_image.csv", index=False)
     if len(methods) > 1:  # do the methods agree on where the mass is? (rank of cell masses)
         agreement = method_agreement(out / "arrays", list(methods))
         agreement.to_csv(out / "method_agreement.csv", index=False)

@@ -1,211 +1,363 @@
-"""The study's findings, computed from what its runs logged (never written in advance).
+"""The study's findings: comparisons with 95 % intervals, worded by their intervals.
 
-Gathers, per trained model, the in-domain test accuracy, the cross-domain accuracies from the
-grids, the SAGE callback's last-epoch GradCAM masses, and explain's A_fg, saliency mass on the
-spurious sticker, ARCC and RFS; then states the comparisons the SAGE paper makes (full- vs
-seg/bboxseg-trained: background mass, shortcut mass, transfer, RFS) with the words chosen by
-the numbers' signs.
+Each finding is one difference (full- vs seg-trained model, a model on cue-intact vs
+cue-shuffled images, ...) computed from per-image evidence (:mod:`.evidence`,
+:mod:`.quantities`). With one training seed its interval is a bootstrap over test images;
+with several (``study.seeds``) it is the t interval of the per-seed values. A finding names a
+direction only when its interval excludes 0, otherwise it says "no clear difference" with
+the interval (:mod:`sage.stats.wording`). The first domain with a spurious cue gives the
+3–5 headline findings the report opens with.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import sys
-import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..evaluation.grid import markdown_table
-
-# Columns are the quantities' names of docs/metrics.md (vocabulary): explain's GradCAM numbers
-# without their stage prefix, the training run's with theirs (test/, val_sage/). The sticker
-# mass is saliency_precision/spurious (the saliency share on the spurious part). The
-# accuracies on chosen grid targets (cue_acc, shuffled_acc, cross_acc_*) are the study's own.
-STICKER = "saliency_precision/spurious"
-_EXPLAIN = {
-    "fg_mass": "explain/gradcam/fg_mass",
-    STICKER: f"explain/gradcam/{STICKER}",
-    "pointing_game/fg": "explain/gradcam/pointing_game/fg",
-    "arcc": "explain/gradcam/arcc",
-    "rfs/rfs": "explain/rfs/rfs",
-}
-_TRAIN = {
-    "test/acc": "test/acc",
-    "val_sage/fg_mass": "val_sage/gradcam/fg_mass",
-    "val_sage/arcc": "val_sage/gradcam/arcc",
-}
-
-
-_SCALARS = (
-    "test/acc",
-    "cue_acc",
-    "shuffled_acc",
-    "fg_mass",
+from ..stats import Interval, compare_phrase, seed_interval
+from .evidence import SeedEvidence
+from .quantities import (
     STICKER,
-    "arcc",
-    "rfs/rfs",
-    "cross_acc_full",
-    "cross_acc_same_variant",
+    Comparison,
+    Domain,
+    accuracy_gap,
+    model_quantities,
+    rfs_gap,
+    saliency_gap,
+    shortcut_drop,
+    shortcut_gap,
+)
+
+OTHERS = ("seg", "bboxseg")  # compared with the full-trained model, as the SAGE paper does
+
+
+@dataclass
+class Finding:
+    """One stated difference: ``diff`` = ``a`` − ``b`` with intervals; ``text`` says it."""
+
+    key: str
+    domain: str
+    text: str
+    diff: Interval | None
+    a: Interval | None = None
+    b: Interval | None = None
+    labels: tuple[str, str] = ("", "")
+    figure: str | None = None  # a file name in the report's figures, set by the report
+
+    @property
+    def direction(self) -> int:
+        """+1 / −1 where the interval of ``diff`` excludes 0, else 0."""
+        return self.diff.sign if self.diff is not None else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"key": self.key, "domain": self.domain, "text": self.text}
+        out["direction"] = self.direction
+        for name in ("diff", "a", "b"):
+            value = getattr(self, name)
+            out[name] = value.as_dict() if value is not None else None
+        out["labels"] = list(self.labels)
+        return out
+
+
+def combine(per_seed: Sequence[Comparison]) -> Comparison:
+    """One seed: its bootstrap intervals; several: mean ± t interval over the seeds."""
+    if len(per_seed) == 1:
+        return per_seed[0]
+    return Comparison(
+        *(seed_interval([getattr(c, k).value for c in per_seed]) for k in ("diff", "a", "b"))
+    )
+
+
+@dataclass
+class _Spec:
+    """How to compute one finding on each seed's evidence and how to say it."""
+
+    key: str
+    compute: Callable[[SeedEvidence], Comparison]
+    sentence: Callable[[Comparison], str]
+    labels: tuple[str, str]
+    domain: str
+    extra: dict = field(default_factory=dict)
+
+
+def _specs(d: Domain, variants: set[str]) -> list[_Spec]:
+    """The findings of domain ``d`` (the models trained on its variants ``variants``)."""
+    specs: list[_Spec] = []
+    others = [o for o in OTHERS if o in variants]
+    if "full" not in variants:
+        return specs
+    if d.twin:
+        for v in ["full", *others]:
+
+            def sentence(c: Comparison, v=v) -> str:
+                phrase = compare_phrase(c.diff, "it drops by", "it rises by", "no clear change")
+                return (
+                    f"{d.name}: shuffling the sticker colours (same scenes, full images) moves "
+                    f"the {v}-trained model's accuracy from {c.a.text()} to {c.b.text()}: "
+                    f"{phrase}."
+                )
+
+            specs.append(
+                _Spec(
+                    f"shortcut/{d.name}/{v}",
+                    lambda ev, v=v: shortcut_drop(ev, d, v),
+                    sentence,
+                    ("sticker as generated", "sticker shuffled"),
+                    d.name,
+                )
+            )
+    for o in others:
+        pair = ("full", o)
+        who = f"full- vs {o}-trained model"
+        more, less = (
+            "the full-trained model's is higher by",
+            f"the {o}-trained model's is higher by",
+        )
+        if d.twin:
+            specs.append(
+                _Spec(
+                    f"shortcut_gap/{d.name}/full-vs-{o}",
+                    lambda ev, pair=pair: shortcut_gap(ev, d, pair),
+                    lambda c, o=o: (
+                        f"{d.name}: accuracy lost to the sticker shuffle, full- vs {o}-trained "
+                        f"model: {c.a.text()} vs {c.b.text()}; "
+                        + compare_phrase(
+                            c.diff,
+                            "the full-trained model loses more, by",
+                            f"the {o}-trained model loses more, by",
+                        )
+                        + "."
+                    ),
+                    ("full", o),
+                    d.name,
+                )
+            )
+            specs.append(
+                _Spec(
+                    f"sticker/{d.name}/full-vs-{o}",
+                    lambda ev, pair=pair: saliency_gap(ev, d, pair, STICKER, "full"),
+                    lambda c, o=o, who=who: (
+                        f"{d.name}: share of GradCAM saliency on the spurious sticker "
+                        f"({STICKER}, both on full test images), {who}: {c.a.text(3)} vs "
+                        f"{c.b.text(3)}; "
+                        + compare_phrase(
+                            c.diff,
+                            "the full-trained model puts more there, by",
+                            f"the {o}-trained model puts more there, by",
+                            digits=3,
+                        )
+                        + "."
+                    ),
+                    ("full", o),
+                    d.name,
+                )
+            )
+        for where, suffix, said in (
+            ("own", "own_variant", "each on its own variant"),
+            ("full", "full_images", "both on full images"),
+        ):
+            specs.append(
+                _Spec(
+                    f"bg_mass/{d.name}/full-vs-{o}/{suffix}",
+                    lambda ev, pair=pair, where=where: saliency_gap(ev, d, pair, "bg_mass", where),
+                    lambda c, o=o, who=who, said=said: (
+                        f"{d.name}: share of GradCAM saliency outside the driver (bg_mass, "
+                        f"{said}), {who}: {c.a.text()} vs {c.b.text()}; "
+                        + compare_phrase(
+                            c.diff,
+                            "the full-trained model puts more on the background, by",
+                            f"the {o}-trained model puts more on the background, by",
+                        )
+                        + "."
+                    ),
+                    ("full", o),
+                    d.name,
+                )
+            )
+        if d.target:
+            targets = (f"{d.target}/full", f"{d.target}/{o}")
+            specs.append(
+                _Spec(
+                    f"transfer/{d.name}/full-vs-{o}",
+                    lambda ev, pair=pair, targets=targets: accuracy_gap(ev, d, pair, targets),
+                    lambda c, o=o, words=(more, less): (
+                        f"{d.name} → {d.target}: accuracy on the other domain, full-trained "
+                        f"model on full images vs {o}-trained model on {o} images: "
+                        f"{c.a.text()} vs {c.b.text()}; " + compare_phrase(c.diff, *words) + "."
+                    ),
+                    ("full", o),
+                    d.name,
+                )
+            )
+        own = (f"{d.name}/full", f"{d.name}/{o}")
+        specs.append(
+            _Spec(
+                f"in_domain/{d.name}/full-vs-{o}",
+                lambda ev, pair=pair, own=own: accuracy_gap(ev, d, pair, own),
+                lambda c, who=who, words=(more, less): (
+                    f"{d.name}: in-domain test accuracy (each on its own variant), {who}: "
+                    f"{c.a.text()} vs {c.b.text()}; " + compare_phrase(c.diff, *words) + "."
+                ),
+                ("full", o),
+                d.name,
+            )
+        )
+        specs.append(
+            _Spec(
+                f"rfs/{d.name}/full-vs-{o}",
+                lambda ev, pair=pair: rfs_gap(ev, d, pair),
+                lambda c, who=who, words=(more, less): (
+                    f"{d.name}: RFS (rfs/rfs; > 0: hurt more by noise on the driver than on the "
+                    f"background), {who}: {c.a.text()} vs {c.b.text()}; "
+                    + compare_phrase(c.diff, *words)
+                    + "."
+                ),
+                ("full", o),
+                d.name,
+            )
+        )
+    return specs
+
+
+# The headline questions, answered by the first cue domain's findings (full vs compare[1]).
+_HEADLINES = (
+    ("Does the full-trained model depend on the spurious sticker?", "shortcut/{d}/full"),
+    ("Does training on {o} images remove that dependence?", "shortcut_gap/{d}/full-vs-{o}"),
+    ("Does the saliency show the shortcut?", "sticker/{d}/full-vs-{o}"),
+    ("Where does each model look on its own images?", "bg_mass/{d}/full-vs-{o}/own_variant"),
+    ("Which transfers better to the other domain?", "transfer/{d}/full-vs-{o}"),
 )
 
 
-def _grid_acc(result: dict) -> pd.DataFrame | None:
-    path = Path(result.get("output_dir", "")) / "grid" / "acc.csv"
-    return pd.read_csv(path, index_col=0) if path.is_file() else None
+def headlines(findings: Sequence[Finding], domains: Sequence[Domain], other: str) -> list[dict]:
+    """3–5 headline findings: ``{"title", "text", "key"}``, in the order of the questions."""
+    by_key = {f.key: f for f in findings}
+    first = next((d for d in domains if d.twin), domains[0] if domains else None)
+    if first is None:
+        return []
+    out = []
+    for title, key in _HEADLINES:
+        found = by_key.get(key.format(d=first.name, o=other))
+        if found is not None:
+            out.append({"title": title.format(o=other), "text": found.text, "key": found.key})
+    return out
 
 
-def _cmp(a: float, b: float, more: str = "more", less: str = "less") -> str:
-    if not (math.isfinite(a) and math.isfinite(b)):
-        return "cannot be compared (missing values)"
-    if np.isclose(a, b, atol=1e-3):
-        return "about the same as"
-    return f"{more} than" if a > b else f"{less} than"
-
-
-def _move(before: float, after: float) -> str:
-    """'falls from 0.71 to 0.50' / 'rises ...' / 'stays at 0.80', from the numbers."""
-    if not (math.isfinite(before) and math.isfinite(after)):
-        return "cannot be compared (missing values)"
-    if np.isclose(before, after, atol=0.01):  # ~1 test image in 100: no change worth a word
-        return f"stays at {after:.2f}"
-    return f"{'falls' if after < before else 'rises'} from {before:.2f} to {after:.2f}"
-
-
-def collect_findings(study, runs, grids, explains, divergence) -> dict[str, Any]:
-    """Tables, findings lines and scalars of the study (see module docstring)."""
-    client = study.client()
-    rows = []
-    for (name, variant), run_id in sorted(runs.items()):
-        metrics = client.get_run(run_id).data.metrics
-        row = {"trained_on": f"{name}/{variant}", "domain": name, "variant": variant}
-        row |= {k: metrics.get(m, np.nan) for k, m in _TRAIN.items()}
-        ex = explains.get((name, variant), {})
-        row |= {k: ex.get(m, np.nan) for k, m in _EXPLAIN.items()}
-        row["run_id"] = run_id
-        rows.append(row)
-    models = pd.DataFrame(rows)
-    grid_tables = {}
-    for source, result in grids.items():
-        acc = _grid_acc(result)
-        if acc is None:
-            continue
-        grid_tables[source] = acc
-        for label in acc.index:
-            idx = models.index[models.trained_on == label]
-            if not len(idx):
+def _models_table(
+    evidence: Sequence[SeedEvidence], domains: Sequence[Domain]
+) -> tuple[pd.DataFrame, dict[tuple[str, str], Interval]]:
+    """One row per model: values (combined over seeds) and their intervals."""
+    rows, intervals = [], {}
+    variants = sorted({v for ev in evidence for (_, v) in ev.runs}, key=_variant_order)
+    for d in domains:
+        for v in variants:
+            label = f"{d.name}/{v}"
+            per_seed = [model_quantities(ev, d, v) for ev in evidence if (d.name, v) in ev.runs]
+            if not per_seed:
                 continue
-            name, variant = label.rsplit("/", 1)
-            target = result.get("target_name")
-            cross = [c for c in acc.columns if c.startswith(f"{target}/")] if target else []
-            cross = cross or [c for c in acc.columns if not c.startswith(f"{name}")]
-            for key, want in (("cross_acc_full", "full"), ("cross_acc_same_variant", variant)):
-                col = next((c for c in cross if c.endswith(f"/{want}")), None)
-                if col is not None:
-                    models.loc[idx, key] = float(acc.loc[label, col])
-            twin = result.get("twin_name")
-            if twin and f"{name}/full" in acc.columns and f"{twin}/full" in acc.columns:
-                models.loc[idx, "cue_acc"] = float(acc.loc[label, f"{name}/full"])
-                models.loc[idx, "shuffled_acc"] = float(acc.loc[label, f"{twin}/full"])
+            row: dict[str, Any] = {"trained_on": label, "domain": d.name, "variant": v}
+            for column in dict.fromkeys(c for q in per_seed for c in q):
+                found = [q[column] for q in per_seed if column in q]
+                value = found[0] if len(found) == 1 else seed_interval([i.value for i in found])
+                intervals[(label, column)] = value
+                row[column] = value.value
+            last = evidence[0].train_metrics.get(label, {})
+            row |= {k: v for k, v in last.items() if math.isfinite(v)}
+            row["run_id"] = evidence[0].runs.get((d.name, v), "")
+            rows.append(row)
+    return pd.DataFrame(rows), intervals
 
-    lines = []
-    for name, group in models.groupby("domain", sort=False):
-        by = group.set_index("variant")
-        if "full" not in by.index:
-            continue
-        full = by.loc["full"]
-        others = [o for o in ("seg", "bboxseg") if o in by.index]
-        if "shuffled_acc" in by.columns and math.isfinite(full.get("shuffled_acc", np.nan)):
-            rest = "; ".join(
-                f"the {o}-trained model's {_move(by.loc[o].cue_acc, by.loc[o].shuffled_acc)}"
-                for o in others
-            )
-            lines.append(
-                f"{name}: with the sticker colours shuffled (same scenes), the full-trained "
-                f"model's accuracy on full test images {_move(full.cue_acc, full.shuffled_acc)}"
-                + (f"; {rest}." if rest else ".")
-            )
-        # the sticker is a cue only where the domain has one (its cue-shuffled twin exists)
-        has_cue = math.isfinite(full.get("shuffled_acc", np.nan))
-        for other in others:
-            o = by.loc[other]
-            sticker = (
-                f"the full-trained model puts {full[STICKER]:.3f} of its GradCAM mass on the "
-                f"spurious sticker, {_cmp(full[STICKER], o[STICKER])} the {other}-trained "
-                f"model ({o[STICKER]:.3f}); "
-                if has_cue
-                else ""
-            )
-            lines.append(
-                f"{name}: {sticker}background mass 1−A_fg full "
-                f"{1 - full.fg_mass:.2f} vs {other} {1 - o.fg_mass:.2f} "
-                f"({_cmp(1 - full.fg_mass, 1 - o.fg_mass)})."
-            )
-            if "cross_acc_full" in by.columns and "cross_acc_same_variant" in by.columns:
-                lines.append(
-                    f"{name}: on the other domain the full-trained model reaches accuracy "
-                    f"{full.cross_acc_full:.2f} (full images), "
-                    f"{_cmp(full.cross_acc_full, o.cross_acc_same_variant, 'higher', 'lower')} "
-                    f"the {other}-trained model on {other} images "
-                    f"({o.cross_acc_same_variant:.2f}; {o.cross_acc_full:.2f} on full images); "
-                    f"in-domain test accuracy {full['test/acc']:.2f} vs {o['test/acc']:.2f}."
+
+def _variant_order(v: str) -> int:
+    order = ["full", "bbox", "seg", "bboxseg"]
+    return order.index(v) if v in order else len(order)
+
+
+def collect_findings(
+    evidence: Sequence[SeedEvidence],
+    domains: Sequence[Domain],
+    *,
+    compare: Sequence[str] = ("full", "seg"),
+    divergence: dict | None = None,
+) -> dict[str, Any]:
+    """Models table, findings, headlines and scalars of the study (see module docstring)."""
+    models, intervals = _models_table(evidence, domains)
+    findings: list[Finding] = []
+    for d in domains:
+        variants = {v for ev in evidence for (name, v) in ev.runs if name == d.name}
+        for spec in _specs(d, variants):
+            comparison = combine([spec.compute(ev) for ev in evidence])
+            if comparison.diff.n == 0:  # evidence missing (a step skipped): nothing to say
+                continue
+            findings.append(
+                Finding(
+                    spec.key,
+                    spec.domain,
+                    spec.sentence(comparison),
+                    comparison.diff,
+                    comparison.a,
+                    comparison.b,
+                    spec.labels,
                 )
-            lines.append(
-                f"{name}: RFS (robustness to background vs foreground noise) full "
-                f"{full['rfs/rfs']:.2f} vs {other} {o['rfs/rfs']:.2f} "
-                f"({_cmp(full['rfs/rfs'], o['rfs/rfs'], 'higher', 'lower')})."
             )
     verdict = None
     if isinstance(divergence, dict):
         verdict = divergence.get("verdict") or divergence.get("error")
-        if verdict:
-            lines.append(f"divergence ({' vs '.join(study.cfg.study.compare)}): {verdict}")
+        if divergence.get("verdict"):
+            findings.append(
+                Finding(
+                    "divergence",
+                    domains[0].name if domains else "",
+                    f"divergence ({' vs '.join(compare)}): {verdict}",
+                    None,
+                )
+            )
+    other = compare[1] if len(compare) > 1 else "seg"
     scalars = {}
-    for _, r in models.iterrows():
-        for key in _SCALARS:
-            value = r.get(key, np.nan)
-            if isinstance(value, float | int) and math.isfinite(value):
-                scalars[f"study/{r.domain}/{r.variant}/{key}"] = float(value)
+    for (label, column), value in intervals.items():
+        if math.isfinite(value.value):
+            scalars[f"study/{label}/{column}"] = float(value.value)
+    for f in findings:
+        if f.diff is not None and f.diff.finite:
+            scalars[f"study/finding/{f.key}/diff"] = f.diff.value
     return {
         "models": models,
-        "grids": grid_tables,
-        "lines": lines,
+        "intervals": intervals,
+        "findings": findings,
+        "headlines": headlines(findings, domains, other),
+        "lines": [f.text for f in findings],
         "verdict": verdict,
         "divergence": divergence,
-        "explains": explains,
-        "grid_results": grids,
+        "seeds": [ev.seed for ev in evidence],
         "scalars": scalars,
     }
 
 
-def print_summary(findings: dict[str, Any], study) -> None:
-    """The study's closing summary on stdout."""
-    uri = study.tracking_uri
-    print("\n" + "=" * 78)
-    print(f"SAGE study ({study.size}) finished in {time_text(study)}")
-    print(
-        f"MLflow store: {uri}  (experiment {study.experiment!r}, parent run "
-        f"{findings['parent_run_id']}, {findings['nested_runs']} nested runs)"
-    )
-    print(f"Browse it:    {sys.executable} -m mlflow ui --backend-store-uri {uri}")
-    print(f"Report:       {findings['report']}")
-    for source, acc in findings["grids"].items():
-        print(f"\nCross-domain accuracy, trained on {source} (rows) -> targets (columns):")
-        print(markdown_table(acc))
-    cols = ["trained_on", "test/acc", "shuffled_acc", "cross_acc_full", "cross_acc_same_variant"]
-    cols += ["fg_mass", STICKER, "arcc", "rfs/rfs"]
-    models = findings["models"]
-    print("\nPer model (GradCAM on the source domain's full test images; RFS per model):")
-    table = models[[c for c in cols if c in models]].set_index("trained_on")
-    print(markdown_table(table, corner="trained on"))
-    print("\nFindings (computed from the numbers above):")
-    for line in findings["lines"]:
-        print(f"- {line}")
-    print("=" * 78)
+def write_findings_json(findings: dict[str, Any], path: Path) -> Path:
+    """``findings.json``: every finding with its intervals and direction, the models' numbers
+    with theirs: what ``python -m sage.study.compare`` reads to compare two runs."""
+    models = {
+        f"{label}|{column}": value.as_dict()
+        for (label, column), value in findings["intervals"].items()
+    }
+    data = {
+        "seeds": findings["seeds"],
+        "headlines": findings["headlines"],
+        "findings": [f.as_dict() for f in findings["findings"]],
+        "models": models,
+    }
+    path.write_text(json.dumps(data, indent=2, default=_json_default))
+    return path
 
 
-def time_text(study) -> str:
-    seconds = time.time() - study.t0
-    return f"{seconds / 60:.1f} min"
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -102,8 +102,16 @@ class Study:
             path = ensure_prepared(OmegaConf.to_container(cfg.dataset, resolve=True))
             print(f"{source}: {path.parent}/{path.name.rsplit('-', 1)[0]}-{{variants}}")
 
-    def train(self) -> dict[tuple[str, str], str]:
-        """The sweep; returns (dataset name, variant) -> training run id."""
+    @property
+    def seeds(self) -> list[int]:
+        """Training seeds (``study.seeds``); each trains every model once."""
+        seeds = [int(s) for s in self.cfg.study.get("seeds") or [self.cfg.get("seed", 42)]]
+        if len(set(seeds)) != len(seeds):
+            raise SageError(f"study.seeds has repeated values: {seeds}")
+        return seeds
+
+    def train(self) -> dict[tuple[str, str, int], str]:
+        """The sweep; returns (dataset name, variant, seed) -> training run id."""
         datasets = [f"{d}/{v}" for d in self.cfg.study.directions for v in self.cfg.study.variants]
         jobs = int(self.cfg.study.parallel_jobs)
         parallel = jobs > 1 and importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher")
@@ -115,6 +123,7 @@ class Study:
             f"dataset={','.join(datasets)}",
             f"model={self.cfg.study.model}",
             f"trainer.max_epochs={self.s.epochs}",
+            f"seed={','.join(map(str, self.seeds))}",
             *self.synth,
             *self.common,
             *[str(o) for o in self.cfg.study.train_overrides],
@@ -132,7 +141,8 @@ class Study:
         if parallel:
             cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
             env["OMP_NUM_THREADS"] = "1"  # one thread per job: jobs × threads = cores
-        print(("parallel" if parallel else "sequential") + f": {len(datasets)} trainings")
+        n = len(datasets) * len(self.seeds)
+        print(("parallel" if parallel else "sequential") + f": {n} trainings")
         print(" ".join(["python", *cmd[1:]]), flush=True)
         log = self.dir / "train.log"
         with open(log, "w") as handle:
@@ -144,8 +154,8 @@ class Study:
             raise SageError("training sweep failed (log: {}):\n{}".format(log, "\n".join(tail)))
         return self.training_runs()
 
-    def training_runs(self) -> dict[tuple[str, str], str]:
-        """The newest finished training run per (dataset, variant) since ``self.since``."""
+    def training_runs(self) -> dict[tuple[str, str, int], str]:
+        """The newest finished training run per (dataset, variant, seed) since ``self.since``."""
         client = self.client()
         exp = client.get_experiment_by_name(self.experiment)
         if exp is None:
@@ -153,10 +163,25 @@ class Study:
         runs = client.search_runs(
             [exp.experiment_id], self.since_filter(), order_by=["attributes.start_time DESC"]
         )
-        found: dict[tuple[str, str], str] = {}
+        found: dict[tuple[str, str, int], str] = {}
         for r in runs:
-            found.setdefault((r.data.tags["dataset"], r.data.tags["variant"]), r.info.run_id)
+            seed = int(r.data.params.get("seed", -1))
+            if seed in self.seeds:
+                key = (r.data.tags["dataset"], r.data.tags["variant"], seed)
+                found.setdefault(key, r.info.run_id)
         return found
+
+    def train_metrics(self, runs: dict[tuple[str, str], str]) -> dict[str, dict[str, float]]:
+        """The SAGE callback's last-epoch numbers of each training run, by model label."""
+        client = self.client()
+        out = {}
+        for (name, variant), run_id in runs.items():
+            logged = client.get_run(run_id).data.metrics
+            out[f"{name}/{variant}"] = {
+                "val_sage/fg_mass": logged.get("val_sage/gradcam/fg_mass", float("nan")),
+                "val_sage/arcc": logged.get("val_sage/gradcam/arcc", float("nan")),
+            }
+        return out
 
     def since_filter(self) -> str:
         """Finished training runs of this study (or, with ``study.reuse_training``, any)."""
@@ -165,16 +190,20 @@ class Study:
             f"attributes.start_time >= {int(self.since * 1000)}"
         )
 
-    def evaluate(self, source: str, target: str, runs: dict[tuple[str, str], str]) -> dict:
+    def evaluate(
+        self, source: str, target: str, runs: dict[tuple[str, str], str], tag: str = ""
+    ) -> dict:
         from ..evaluation import run as evaluate_run
 
         name = self.dataset_name(source)
         # rows listed in study.variants order, so row i and column i are the same variant
         rows = [runs[(name, v)] for v in self.cfg.study.variants]
         targets = [f"{target}/{v}" for v in self.cfg.study.variants]
+        # in-domain test images of every variant: each model's own-variant accuracy per image
+        targets += [f"{source}/{v}" for v in self.cfg.study.variants]
         twin = self.cfg.study.cue_shuffle.get(source)
-        if twin:  # in-domain full images, as generated and with the sticker colours shuffled
-            targets += [f"{source}/full", f"{twin}/full"]
+        if twin:  # full images with the sticker colours shuffled (the same scenes)
+            targets.append(f"{twin}/full")
         overrides = [
             f"models=[{','.join(rows)}]",
             f"targets=[{','.join(targets)}]",
@@ -190,7 +219,7 @@ class Study:
         ]
         if self.s.eval_limit:
             overrides.append(f"limit={self.s.eval_limit}")
-        cfg = self.compose("evaluate", overrides, f"evaluate-{source}")
+        cfg = self.compose("evaluate", overrides, f"evaluate-{source}{tag}")
         result = evaluate_run(cfg)
         result["target_name"] = self.dataset_name(target)
         result["twin_name"] = self.dataset_name(twin) if twin else None
@@ -204,7 +233,9 @@ class Study:
         cfg = self.compose("train", [f"dataset={config}/full"], "names")
         return str(cfg.dataset.name)
 
-    def explain(self, run_id: str, dataset: str, methods: list[str], metrics: list[str]) -> dict:
+    def explain(
+        self, run_id: str, dataset: str, methods: list[str], metrics: list[str], tag: str = ""
+    ) -> dict:
         from ..explain import run as explain_run
 
         overrides = [
@@ -222,7 +253,7 @@ class Study:
             "progress=false",
             *self.synth,
         ]
-        cfg = self.compose("explain", overrides, f"explain-{run_id[:8]}-{len(methods)}m")
+        cfg = self.compose("explain", overrides, f"explain-{run_id[:8]}-{len(methods)}m{tag}")
         result = explain_run(cfg)
         result["output_dir"] = str(cfg.paths.output_dir)
         return result
@@ -304,48 +335,92 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _run_steps(cfg: DictConfig, study: Study, parent_id: str) -> dict[str, Any]:
-    from .findings import collect_findings, print_summary
+    from .evidence import load_seed_evidence
+    from .findings import collect_findings, write_findings_json
+    from .quantities import Domain
     from .report import write_report
+    from .summary import print_summary
 
-    _banner("SAGE study", f"size={study.size}, outputs in {study.dir}")
+    seeds = study.seeds
+    _banner("SAGE study", f"size={study.size}, seeds {seeds}, outputs in {study.dir}")
     _banner("1/6 data", "generate SynthDrivers and prepare 4 variants per domain")
     study.timed("data", study.prepare)
     _banner("2/6 training sweep", f"{cfg.study.model}, {study.s.epochs} epochs")
     if cfg.study.get("reuse_training"):
         print("reusing the newest finished training runs of the experiment")
-        runs = study.training_runs()
+        all_runs = study.training_runs()
     else:
-        runs = study.timed("training", study.train)
+        all_runs = study.timed("training", study.train)
     expected = {
-        (study.dataset_name(d), v) for d in cfg.study.directions for v in cfg.study.variants
+        (study.dataset_name(d), v, seed)
+        for d in cfg.study.directions
+        for v in cfg.study.variants
+        for seed in seeds
     }
-    missing = sorted(expected - set(runs))
+    missing = sorted(expected - set(all_runs))
     if missing:
         raise SageError(f"training runs missing for {missing} (see {study.dir / 'train.log'})")
+    domains = [
+        Domain(
+            study.dataset_name(source),
+            study.dataset_name(target),
+            study.dataset_name(twin) if (twin := cfg.study.cue_shuffle.get(source)) else None,
+        )
+        for source, target in cfg.study.directions.items()
+    ]
 
-    _banner("3/6 cross-domain grids", "both directions, confidence clustering + GradCAM")
-    grids = {}
-    for source, target in cfg.study.directions.items():
-        grids[source] = study.timed(f"grid {source}", study.evaluate, source, target, runs)
-
-    _banner("4/6 explain", "GradCAM + alignment/ARCC/RFS per model; all methods for compared")
-    explains: dict[tuple[str, str], dict] = {}
     first = next(iter(cfg.study.directions))
     first_name = study.dataset_name(first)
-    for (name, variant), run_id in sorted(runs.items()):
-        source = next(d for d in cfg.study.directions if study.dataset_name(d) == name)
-        deep = name == first_name and variant in cfg.study.compare
-        methods = list(cfg.study.methods) if deep else ["gradcam"]
-        metrics = list(cfg.study.metrics) if deep else ["alignment", "arcc", "rfs"]
-        if deep and variant == cfg.study.compare[0] and cfg.study.get("sanity"):
-            methods += list(cfg.study.get("baselines") or [])
-            metrics += list(cfg.study.sanity)
-        explains[(name, variant)] = study.timed(
-            f"explain {name}/{variant}", study.explain, run_id, f"{source}/full", methods, metrics
+    evidence, grids, explains, first_own = [], {}, {}, {}
+    for k, seed in enumerate(seeds):
+        runs = {(n, v): rid for (n, v, s), rid in all_runs.items() if s == seed}
+        tag = f"-seed{seed}" if len(seeds) > 1 else ""
+        _banner(f"3/6 cross-domain grids{tag}", "both directions, in-domain, cue-shuffled")
+        seed_grids = {}
+        for source, target in cfg.study.directions.items():
+            seed_grids[source] = study.timed(
+                f"grid {source}{tag}", study.evaluate, source, target, runs, tag
+            )
+        _banner(f"4/6 explain{tag}", "GradCAM per model on full images and its own variant")
+        seed_explains: dict[tuple[str, str], dict] = {}
+        own: dict[tuple[str, str], dict] = {}
+        for (name, variant), run_id in sorted(runs.items()):
+            source = next(d for d in cfg.study.directions if study.dataset_name(d) == name)
+            # all methods and metric sets for the compared models of the first seed
+            deep = k == 0 and name == first_name and variant in cfg.study.compare
+            methods = list(cfg.study.methods) if deep else ["gradcam"]
+            metrics = list(cfg.study.metrics) if deep else ["alignment", "arcc", "rfs"]
+            if deep and variant == cfg.study.compare[0] and cfg.study.get("sanity"):
+                methods += list(cfg.study.get("baselines") or [])
+                metrics += list(cfg.study.sanity)
+            seed_explains[(name, variant)] = study.timed(
+                f"explain {name}/{variant}{tag}",
+                study.explain,
+                run_id,
+                f"{source}/full",
+                methods,
+                metrics,
+            )
+            if variant != "full":  # what the model sees in its own regime, labelled as such
+                own[(name, variant)] = study.timed(
+                    f"explain {name}/{variant} on {variant}{tag}",
+                    study.explain,
+                    run_id,
+                    f"{source}/{variant}",
+                    ["gradcam"],
+                    ["alignment"],
+                    f"-own{tag}",
+                )
+        if k == 0:
+            grids, explains, first_own = seed_grids, seed_explains, own
+        evidence.append(
+            load_seed_evidence(
+                seed, runs, seed_grids, seed_explains, own, study.train_metrics(runs)
+            )
         )
 
     _banner("5/6 divergence", f"{first_name}: " + " vs ".join(cfg.study.compare))
-    pair = [runs[(first_name, v)] for v in cfg.study.compare]
+    pair = [all_runs[(first_name, v, seeds[0])] for v in cfg.study.compare]
     try:
         divergence = study.timed("divergence", study.divergence, pair, f"{first}/full")
     except Exception as err:
@@ -353,10 +428,15 @@ def _run_steps(cfg: DictConfig, study: Study, parent_id: str) -> dict[str, Any]:
         divergence = {"error": str(err)}
 
     _banner("6/6 findings and report")
-    findings = collect_findings(study, runs, grids, explains, divergence)
+    findings = collect_findings(
+        evidence, domains, compare=list(cfg.study.compare), divergence=divergence
+    )
+    findings |= {"grids": _grid_tables(grids), "grid_results": grids, "explains": explains}
+    findings["own_explains"] = first_own
     client = study.client()
     n_nested = study.nest(parent_id)
     report = write_report(findings, Path(cfg.study.report_dir), study)
+    write_findings_json(findings, report.parent / "findings.json")
     for key, value in findings["scalars"].items():
         client.log_metric(parent_id, key, value)
     client.log_artifacts(parent_id, str(report.parent), "report")
@@ -366,3 +446,15 @@ def _run_steps(cfg: DictConfig, study: Study, parent_id: str) -> dict[str, Any]:
     findings["nested_runs"] = n_nested
     print_summary(findings, study)
     return findings
+
+
+def _grid_tables(grids: dict[str, dict]) -> dict[str, Any]:
+    """Each grid's accuracy table (rows: trained on, columns: tested on)."""
+    import pandas as pd
+
+    tables = {}
+    for source, result in grids.items():
+        path = Path(result.get("output_dir", "")) / "grid" / "acc.csv"
+        if path.is_file():
+            tables[source] = pd.read_csv(path, index_col=0)
+    return tables
