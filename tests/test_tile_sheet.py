@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sage.plots.overlay import correct_error_mosaic
+from sage.plots.overlay import SALIENCY_BAR, correct_error_mosaic
 from sage.plots.probe_mosaic import probe_mosaic
 from sage.plots.ranking import ranking_mosaic
 from sage.plots.tile_sheet import (
@@ -19,6 +19,7 @@ from sage.plots.tile_sheet import (
     _PAD,
     _TITLE_H,
     Tile,
+    _footer,
     tile_sheet,
 )
 
@@ -208,10 +209,9 @@ def test_probe_mosaic_puts_correct_predictions_first(tmp_path):
 def test_ranking_mosaic_wraps_rows_and_writes_empty(tmp_path):
     image = np.zeros((8, 8, 3), dtype=np.uint8)
     items = [(image, np.zeros((8, 8)), None, f"#{i}\nscore") for i in range(7)]
-    sheet = _read(ranking_mosaic(items, tmp_path / "r.png", cols=3))
+    sheet = _read(ranking_mosaic(items, tmp_path / "r.png", cols=3, legend="how to read"))
     cell_h = 96 + 2 * _BORDER + 2 * _LINE_H
-    assert sheet.shape[:2] == (
-        3 * (cell_h + _GAP) - _GAP + _PAD,
-        _PAD + 3 * (96 + 2 * _BORDER + _GAP) - _GAP + _PAD,
-    )
+    width = _PAD + 3 * (96 + 2 * _BORDER + _GAP) - _GAP + _PAD
+    footer = _footer(width, "how to read", SALIENCY_BAR)  # the colour bar and the legend
+    assert sheet.shape[:2] == (3 * (cell_h + _GAP) - _GAP + _PAD + footer.shape[0], width)
     assert (_read(ranking_mosaic([], tmp_path / "e.png", "t")) < 128).any()

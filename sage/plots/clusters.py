@@ -18,6 +18,8 @@ import pandas as pd
 from matplotlib.patches import Patch
 from PIL import Image, ImageDraw, ImageFont
 
+from .style import DPI, HALF_W, SMALL, style
+
 _OFFSET = {"correct": -0.2, "error": 0.2}
 _MARKER = {"correct": "o", "error": "x"}
 
@@ -31,9 +33,39 @@ def plot_cluster_scatter(
     frame: pd.DataFrame, classes: Sequence[str], path: str | Path, title: str = "", bins: int = 4
 ) -> Path:
     """Confidence of every image by class (jittered), coloured by bin, marked by outcome."""
+    with style():
+        return _scatter(frame, classes, path, title, bins)
+
+
+def _width(classes: Sequence[str]) -> float:
+    return min(HALF_W, 2.2 + 0.45 * len(classes))
+
+
+def _save(fig, path: str | Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return Path(path)
+
+
+def _legend_above(ax, handles=None, n: int = 4) -> None:
+    """The legend in a row above the axes, so the plot keeps the figure's width."""
+    kwargs = {"handles": handles} if handles is not None else {}
+    ax.legend(
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.01),
+        ncol=n,
+        frameon=False,
+        columnspacing=0.8,
+        handletextpad=0.3,
+        **kwargs,
+    )
+
+
+def _scatter(frame, classes, path, title, bins) -> Path:
     colours = _bin_colours(bins)
     rng = np.random.default_rng(0)  # fixed jitter: the figure is reproducible
-    fig, ax = plt.subplots(figsize=(1.5 + 0.75 * len(classes), 4))
+    fig, ax = plt.subplots(figsize=(_width(classes), 4.2))
     for outcome in ("correct", "error"):
         part = frame[frame.outcome == outcome]
         x = part.true_idx.to_numpy() + _OFFSET[outcome] + rng.uniform(-0.08, 0.08, len(part))
@@ -51,13 +83,12 @@ def plot_cluster_scatter(
         ax.scatter([], [], color="black", marker=marker, label=outcome)
     ax.set_xticks(range(len(classes)), list(classes), rotation=45, ha="right")
     ax.set_ylim(0, 1.02)
+    ax.set_xlabel("true class (correct left, errors right)")
     ax.set_ylabel("confidence")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    _legend_above(ax, n=3)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
 
 
 def plot_cluster_bands(
@@ -65,9 +96,14 @@ def plot_cluster_bands(
 ) -> Path:
     """Per class, the confidence range [min, max] of each bin as a bar, correct left and errors
     right, annotated with the bin's size."""
+    with style():
+        return _bands(summary, classes, path, title, bins)
+
+
+def _bands(summary, classes, path, title, bins) -> Path:
     colours = _bin_colours(bins)
     position = {c: i for i, c in enumerate(classes)}
-    fig, ax = plt.subplots(figsize=(1.5 + 0.75 * len(classes), 4))
+    fig, ax = plt.subplots(figsize=(_width(classes), 4.2))
     columns = ["class", "outcome", "bin", "n", "conf_min", "conf_max"]
     for cls, outcome, b, n, lo, hi in summary[columns].itertuples(index=False, name=None):
         x = position[cls] + _OFFSET[outcome]
@@ -81,27 +117,31 @@ def plot_cluster_bands(
             hatch="//" if outcome == "error" else None,
             linewidth=0.5,
         )
-        ax.text(x, hi + 0.005, str(n), ha="center", va="bottom", fontsize=6)
+        ax.text(x, hi + 0.005, str(n), ha="center", va="bottom", fontsize=SMALL)
     handles = [Patch(color=colours[b], label=f"bin {b}") for b in range(bins)]
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="error (right)"))
     ax.set_xticks(range(len(classes)), list(classes), rotation=45, ha="right")
-    ax.set_ylim(0, 1.06)
+    ax.set_ylim(0, 1.1)
+    ax.set_xlabel("true class (numbers: images in the bin)")
     ax.set_ylabel("confidence range")
-    ax.set_title(title, fontsize=9)
-    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    _legend_above(ax, handles, n=3)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
 
 
 def plot_cluster_histograms(
     frame: pd.DataFrame, path: str | Path, title: str = "", bins: int = 4
 ) -> Path:
     """Confidence histograms of correct predictions and of errors, stacked by bin."""
+    with style():
+        return _histograms(frame, path, title, bins)
+
+
+def _histograms(frame, path, title, bins) -> Path:
     colours = _bin_colours(bins)
     edges = np.linspace(0, 1, 21)
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(HALF_W, 3.2), sharex=True)
     for ax, outcome in zip(axes, ("correct", "error"), strict=True):
         part = frame[frame.outcome == outcome]
         below = np.zeros(len(edges) - 1)
@@ -111,15 +151,13 @@ def plot_cluster_histograms(
                 below + counts, edges, baseline=below, fill=True, color=colours[b], label=f"bin {b}"
             )
             below = below + counts
-        ax.set_title(f"{outcome} (n={len(part)})", fontsize=9)
+        ax.set_title(f"{outcome} (n={len(part)})")
         ax.set_xlabel("confidence")
     axes[0].set_ylabel("images")
-    axes[1].legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    axes[1].legend(title="confidence bin")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
 
 
 Thumb = tuple[np.ndarray, str]

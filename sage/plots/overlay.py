@@ -11,6 +11,16 @@ import numpy as np
 
 from .tile_sheet import CORRECT, ERROR, Tile, tile_sheet
 
+# The overlays' colour scale: the min-max scaled map, as :func:`overlay` draws it.
+SALIENCY_BAR = "saliency (0 = none, 1 = max of the image)"
+# How to read a correct/error mosaic whose captions are explain's "<predicted class>
+# <confidence> fg <fg_mass>" (sage.explain.sinks.visuals).
+CORRECT_ERROR_LEGEND = (
+    "Rows: true class. Frame: green = correct prediction, red = wrong. Under each tile: "
+    "predicted class, its confidence (softmax), fg = fg_mass, the share of the saliency inside "
+    "the white outline (the driver; higher = more on the driver)."
+)
+
 
 def overlay(
     image: np.ndarray, saliency: np.ndarray, mask: np.ndarray | None = None, alpha: float = 0.5
@@ -32,12 +42,16 @@ def correct_error_mosaic(
     path: str | Path,
     title: str = "",
     per_side: int = 3,
+    legend: str = CORRECT_ERROR_LEGEND,
+    colorbar: str | None = SALIENCY_BAR,
 ) -> Path:
     """Rows = classes; left ``per_side`` columns correct predictions, right ones errors.
 
     ``tiles[class]["correct" | "error"]`` holds (overlay image, caption) pairs; only the first
     ``per_side`` of each are drawn, framed green (correct) or red (error). Drawn with
     :func:`~sage.plots.tile_sheet.tile_sheet` (numpy/OpenCV), not matplotlib subplots.
+    ``legend`` (how to read the captions) and the ``colorbar`` (the overlays' scale) go under
+    the tiles; the default legend reads explain's captions.
     """
     if per_side < 1:
         raise ValueError(f"per_side must be at least 1, got {per_side}")
@@ -50,4 +64,4 @@ def correct_error_mosaic(
             row += [None] * (per_side - len(items))  # keeps the error columns aligned
         rows.append((str(cls), row))
     headers = [(0, "correct", CORRECT), (per_side, "error", ERROR)]
-    return tile_sheet(rows, path, title, headers)
+    return tile_sheet(rows, path, title, headers, legend=legend, colorbar=colorbar)

@@ -3,8 +3,8 @@
 The validation callback draws one per method and epoch, so it is a :func:`tile_sheet` (numpy/
 OpenCV, milliseconds) rather than matplotlib subplots (a 10×6 figure costs about a second). Each
 tile is the saliency overlay with the foreground outlined in white (so the fg/bg split is
-visible), framed green (correct) or red (error), captioned with the predicted class index and
-A_fg.
+visible), framed green (correct) or red (error), captioned with the predicted class and fg_mass
+(A_fg); a legend and the colour bar under the tiles say so.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .overlay import overlay
+from .overlay import SALIENCY_BAR, overlay
 from .tile_sheet import CORRECT, ERROR, Tile, tile_sheet
 
 _MIN_TILE = 96  # smaller inputs (the demo's 64 px) are upscaled so the overlay stays readable
@@ -44,10 +44,15 @@ def probe_mosaic(
         tiles = [
             Tile(
                 overlay(rgb[i], saliency[i], masks[i]),
-                f"p{int(preds[i])} fg{float(a_fg[i]):.2f}",
+                f"pred c{int(preds[i])} fg {float(a_fg[i]):.2f}",
                 CORRECT if preds[i] == labels[i] else ERROR,
             )
             for i in idx
         ]
         rows.append((name, tiles))
-    return tile_sheet(rows, path, title, min_tile=_MIN_TILE)
+    legend = (
+        "Rows: true class. Frame: green = correct prediction, red = wrong. Under each tile: "
+        "predicted class index, fg = fg_mass, the share of the saliency inside the white "
+        "outline (the foreground; higher = more on it)."
+    )
+    return tile_sheet(rows, path, title, min_tile=_MIN_TILE, legend=legend, colorbar=SALIENCY_BAR)

@@ -5,7 +5,8 @@ steps from the logits layer down (labelled with the layer names), y: the mean si
 the randomised map to the original over the images, with the interquartile range as a band,
 one line per method. Drawn from the per-image table explain.py writes (``metrics.csv``:
 columns ``mprt/<mode>/<k>_<layer>/<similarity>`` of :mod:`sage.metrics.randomisation`,
-one row per image and method). A method whose curve stays near 1 fails the check.
+one row per image and method). A method whose curve stays near 1 fails the check. Sized to be
+shown across the report page (:data:`~sage.plots.style.WIDE_W`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.randomisation import parse_column
+from .style import DPI, WIDE_W, styled
 
 LABELS = {"spearman": "Spearman ρ (|maps|)", "ssim": "SSIM", "topk": "top-k intersection"}
 
@@ -35,6 +37,7 @@ def mprt_columns(frame: pd.DataFrame) -> dict[str, dict[str, list[tuple[int, str
     return out
 
 
+@styled
 def plot_mprt(
     frame: pd.DataFrame, mode: str, path: str | Path, title: str = "", method_col: str = "method"
 ) -> Path | None:
@@ -44,7 +47,7 @@ def plot_mprt(
         return None
     methods = list(dict.fromkeys(frame[method_col])) if method_col in frame else [None]
     fig, axes = plt.subplots(
-        1, len(sims), figsize=(1.2 + 3.6 * len(sims), 3.9), squeeze=False, sharey=False
+        1, len(sims), figsize=(min(WIDE_W - 2, 1.2 + 3.2 * len(sims)), 4.2), squeeze=False
     )
     cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
     drawn = False
@@ -65,7 +68,7 @@ def plot_mprt(
             drawn = True
         ax.axhline(0, color="grey", lw=0.6, ls=":")
         ax.set_xticks(steps)
-        ax.set_xticklabels([layer for _, layer, _ in cols], rotation=60, ha="right", fontsize=7)
+        ax.set_xticklabels([layer for _, layer, _ in cols], rotation=60, ha="right")
         ax.set_ylim(min(-0.05, ax.get_ylim()[0]), 1.05)
         ax.set_xlabel(
             "re-initialised down to (logits → input)"
@@ -86,13 +89,11 @@ def plot_mprt(
             labels,
             loc="center left",
             bbox_to_anchor=(1.0, 0.5),
-            fontsize=8,
             title="method (band: IQR)",
-            title_fontsize=8,
         )
-    fig.suptitle(title or f"model-parameter randomisation, {mode}", fontsize=10)
+    fig.suptitle(title or f"model-parameter randomisation, {mode}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sage.plots.overlay import overlay
+from sage.plots.overlay import SALIENCY_BAR, overlay
 from sage.plots.tile_sheet import Tile, tile_sheet
 
 RankItem = tuple[np.ndarray, np.ndarray, np.ndarray | None, str]
@@ -32,7 +32,12 @@ def _check_item(i: int, item: RankItem) -> None:
 
 
 def ranking_mosaic(
-    items: Sequence[RankItem], path: str | Path, title: str = "", cols: int = 5
+    items: Sequence[RankItem],
+    path: str | Path,
+    title: str = "",
+    cols: int = 5,
+    legend: str = "Ranked left to right, top to bottom, lowest score first. White outline: "
+    "the region scored (the foreground).",
 ) -> Path:
     """Grid of saliency overlays in the given order (lowest score first), one caption each.
 
@@ -44,6 +49,7 @@ def ranking_mosaic(
         path: PNG to write.
         title: sheet title.
         cols: tiles per row.
+        legend: how to read the sheet, written under the tiles with the overlays' colour bar.
 
     Returns:
         ``path``. An empty ``items`` writes a PNG that says so instead of failing, so a run
@@ -59,4 +65,6 @@ def ranking_mosaic(
         for image, saliency, mask, caption in items
     ]
     rows = [("", tiles[k : k + cols]) for k in range(0, len(tiles), cols)]
-    return tile_sheet(rows, path, title, empty="no images to rank")
+    return tile_sheet(
+        rows, path, title, empty="no images to rank", legend=legend, colorbar=SALIENCY_BAR
+    )

@@ -4,7 +4,8 @@ One row of four panels: the image with its saliency distribution overlaid, then 
 region (whole, fg, bg) the P×Q cell-mass heatmap drawn over the image extent, with the real
 (possibly uneven) cell boundaries and each cell's saliency centroid as a dot whose area is
 proportional to the cell's mass. The three region panels share one colour scale so fg and bg
-masses compare at a glance.
+masses compare at a glance. Both colour scales have a labelled colour bar. Sized to be shown
+across the report page (:data:`~sage.plots.style.WIDE_W`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sage.saliency.tokens import FEATURES, REGIONS, cell_bounds
+
+from .style import DPI, SMALL, WIDE_W, style
 
 _MASS, _COM_Y, _COM_X, _FGFRAC = (FEATURES.index(k) for k in ("mass", "com_y", "com_x", "fgfrac"))
 
@@ -49,14 +52,23 @@ def plot_token_grid(
     vmax = max(float(mass.max()), 1e-12)
     extent = (0, w, h, 0)  # pixel edges, so cell boundaries land on pixel edges
 
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6), constrained_layout=True)
+    with style():
+        _draw(image, pdf, tokens, xs, ys, mass, vmax, extent, path, title)
+    return Path(path)
+
+
+def _draw(image, pdf, tokens, xs, ys, mass, vmax, extent, path, title) -> None:
+    h, w = image.shape[:2]
+    p, q = tokens.shape[1:3]
+    fig, axes = plt.subplots(1, 4, figsize=(WIDE_W, 3.9), constrained_layout=True)
     ax = axes[0]
     ax.imshow(image, extent=extent)
     peak = pdf.max()
-    ax.imshow(
+    heat = ax.imshow(
         pdf / peak if peak > 0 else pdf, cmap="jet", alpha=0.45, vmin=0, vmax=1, extent=extent
     )
-    ax.set_title("image + saliency", fontsize=9)
+    ax.set_title("image + saliency")
+    fig.colorbar(heat, ax=axes[0], shrink=0.8, pad=0.02).set_label("saliency (0 = none, 1 = max)")
 
     grey = image.mean(2)
     small = p * q <= 16  # annotate cell masses only where the text fits
@@ -87,12 +99,14 @@ def plot_token_grid(
                     f"{m[i, j]:.2f}",
                     ha="center",
                     va="top",
-                    fontsize=7,
+                    fontsize=SMALL,
                     color="white",
                     path_effects=[pe.withStroke(linewidth=1.5, foreground="black")],
                 )
-        ax.set_title(f"{region}: mass {m.sum():.2f}", fontsize=9)
-    fig.colorbar(mesh, ax=list(axes[1:]), shrink=0.8, label="cell mass")
+        ax.set_title(f"{region}: mass {m.sum():.2f}")
+    fig.colorbar(mesh, ax=list(axes[1:]), shrink=0.8, pad=0.02).set_label(
+        "share of the saliency in the cell"
+    )
     for ax in axes:
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)
@@ -101,7 +115,10 @@ def plot_token_grid(
     fgfrac = tokens[0, ..., _FGFRAC]
     area = np.outer(np.diff(ys), np.diff(xs))
     fg_share = float((fgfrac * area).sum() / (h * w))
-    fig.suptitle(f"{title}  ({p}×{q} cells, fg area {fg_share:.0%})".strip(), fontsize=10)
-    fig.savefig(path, dpi=100)
+    fig.suptitle(
+        f"{title}  ({p}×{q} cells, foreground {fg_share:.0%} of the image)".strip()
+        + "\ncells: share of the saliency in each cell, per region; "
+        "dots: the cell's saliency centroid, area ∝ its share"
+    )
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
-    return Path(path)

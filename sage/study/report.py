@@ -21,17 +21,46 @@ import pandas as pd
 from PIL import Image
 
 from ..explain.maps import load_maps
+from ..plots.grid import plot_grid_heatmap
+from ..plots.style import DPI, WIDE_W, style
 from ..plots.tokens import plot_token_grid
+from .directions import direction, header
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-td,th{border:1px solid #ccc;padding:.25em .5em;text-align:right}th{background:#f3f3f3}
+.tw{overflow-x:auto;max-width:100%;margin:.5em 0}
+table{border-collapse:collapse;font-size:.8em}
+td,th{border:1px solid #ccc;padding:.2em .4em;text-align:right}
+th{background:#f3f3f3;vertical-align:bottom;max-width:7.5em;font-weight:600}
+tbody th{text-align:left;max-width:none;white-space:nowrap}td{white-space:nowrap}
 img{max-width:100%;border:1px solid #ddd;margin:.3em 0}.fig{display:inline-block;
-vertical-align:top;margin-right:1em;max-width:48%}.fig p{font-size:.85em;color:#555}
+vertical-align:top;margin-right:1em;max-width:48%}.fig.wide{display:block;max-width:100%}
+.fig p{font-size:.85em;color:#555;margin-top:.2em}.note{font-size:.85em;color:#555}
 li{margin:.3em 0}code{background:#f3f3f3;padding:0 .2em}
 """
+
+_MARKS = "↑ higher is better, ↓ lower is better, no mark: neither (counts, descriptive values)."
+
+
+def _breakable(name: str) -> str:
+    """``name`` escaped, with a line-break opportunity after each ``/`` and ``_`` (so a long
+    metric name wraps inside a narrow header)."""
+    return html.escape(name).replace("/", "/<wbr>").replace("_", "_<wbr>")
+
+
+def _cell(value: Any, digits: int) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return str(value)
+    if isinstance(value, float | np.floating):
+        if not np.isfinite(value):
+            return "–"
+        return f"{value:.{digits}f}"
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    return html.escape(str(value))
 
 
 class _Page:
@@ -48,17 +77,41 @@ class _Page:
     def items(self, lines: list[str]) -> None:
         self.parts.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>")
 
-    def table(self, frame: pd.DataFrame, index: bool = True) -> None:
-        self.parts.append(frame.to_html(index=index, float_format=lambda v: f"{v:.3f}", na_rep="–"))
+    def table(self, frame: pd.DataFrame, index: bool = True, digits: int = 3) -> None:
+        """``frame`` as a table that fits the page: numbers to ``digits`` decimals, headers
+        that wrap at ``/`` and ``_``, the direction mark (:mod:`.directions`) in every numeric
+        column's header, and a horizontal scroll bar if it is still too wide."""
+        heads = [html.escape(str(frame.index.name or ""))] if index else []
+        for column in frame.columns:
+            numeric = pd.api.types.is_numeric_dtype(frame[column]) and not (
+                pd.api.types.is_bool_dtype(frame[column])
+            )
+            name = header(str(column)) if numeric else str(column)
+            heads.append(_breakable(name))
+        rows = []
+        for label, row in zip(frame.index, frame.itertuples(index=False), strict=True):
+            cells = [f"<th>{html.escape(str(label))}</th>"] if index else []
+            cells += [f"<td>{_cell(v, digits)}</td>" for v in row]
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        self.parts.append(
+            '<div class="tw"><table><thead><tr>'
+            + "".join(f"<th>{h}</th>" for h in heads)
+            + "</tr></thead><tbody>"
+            + "".join(rows)
+            + "</tbody></table></div>"
+        )
 
-    def figure(self, path: Path | None, caption: str) -> None:
+    def figure(self, path: Path | None, caption: str, wide: bool = False) -> None:
+        """Copy the figure beside the page and show it with its caption: in a half-width
+        column, or across the page when ``wide`` (mosaics, multi-panel figures)."""
         if path is None or not Path(path).is_file():
             self.parts.append(f"<p><em>missing figure: {html.escape(caption)}</em></p>")
             return
         name = f"{len(self.parts):03d}_{Path(path).name}"
         shutil.copy(path, self.out / "figures" / name)
+        cls = "fig wide" if wide else "fig"
         self.parts.append(
-            f'<div class="fig"><img src="figures/{name}" alt="{html.escape(caption)}">'
+            f'<div class="{cls}"><img src="figures/{name}" alt="{html.escape(caption)}">'
             f"<p>{html.escape(caption)}</p></div>"
         )
 
@@ -71,6 +124,27 @@ class _Page:
             + "</body></html>\n"
         )
         return page
+
+
+def _model_label(key: str) -> str:
+    """``"synth-sf3d-full"`` → ``"synth-sf3d/full"`` (a domain and variant joined by "-")."""
+    name, _, variant = key.rpartition("-")
+    return f"{name}/{variant}" if name else key
+
+
+def cell_label(cell: str) -> str:
+    """A grid cell's directory name in words: ``"01-synth-sf3d-full--synth-driver100-full"``
+    → ``"trained on synth-sf3d/full, tested on synth-driver100/full"``."""
+    body = cell.split("-", 1)[1] if cell[:1].isdigit() and "-" in cell else cell
+    source, sep, target = body.partition("--")
+    if not sep:
+        return cell
+    return f"trained on {_model_label(source)}, tested on {_model_label(target)}"
+
+
+def _domain(source: str) -> str:
+    """A grid's key (``"synth_sf3d"``) as the domain's name (``"synth-sf3d"``)."""
+    return str(source).replace("_", "-")
 
 
 def _history(client, run_id: str, key: str, work: Path) -> list[float]:
@@ -88,29 +162,78 @@ def _history(client, run_id: str, key: str, work: Path) -> list[float]:
     return table[table.key == key].sort_values("step").value.tolist()
 
 
+_CURVES = {
+    "val/acc": "validation accuracy",
+    "val_sage/gradcam/fg_mass": "GradCAM fg_mass (probe set)",
+    "val_sage/gradcam/saliency_precision/spurious": "GradCAM saliency_precision/spurious",
+}
+
+
 def _curves(study, runs: dict, path: Path) -> Path | None:
     """SAGE callback metrics per epoch for every trained model (val_sage/gradcam/...)."""
     client = study.client()
-    keys = ("val/acc", "val_sage/gradcam/fg_mass", "val_sage/gradcam/saliency_precision/spurious")
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2))
-    for (name, variant), run_id in sorted(runs.items()):
+    keys = tuple(_CURVES)
+    with style():
+        fig, axes = plt.subplots(1, len(keys), figsize=(WIDE_W, 3.6))
+        for (name, variant), run_id in sorted(runs.items()):
+            for ax, key in zip(axes, keys, strict=True):
+                values = _history(client, run_id, key, path.parent / run_id)
+                if values:
+                    ax.plot(
+                        range(1, len(values) + 1),
+                        values,
+                        label=f"{name}/{variant}",
+                        ls="-" if "sf3d" in name else "--",
+                    )
         for ax, key in zip(axes, keys, strict=True):
-            values = _history(client, run_id, key, path.parent / run_id)
-            if values:
-                ax.plot(
-                    range(1, len(values) + 1),
-                    values,
-                    label=f"{name}/{variant}",
-                    ls="-" if "sf3d" in name else "--",
-                )
-    for ax, key in zip(axes, keys, strict=True):
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel("epoch")
-    axes[-1].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+            mark = direction(key)
+            ax.set_title(f"{_CURVES[key]} {mark}".strip())
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.25)
+        handles, labels = axes[0].get_legend_handles_labels()
+        if labels:
+            fig.legend(
+                handles,
+                labels,
+                loc="lower center",
+                bbox_to_anchor=(0.5, 1.0),
+                ncol=min(4, len(labels)),
+                frameon=False,
+                title="trained on (solid: synth-sf3d, dashed: other domain)",
+            )
+        fig.tight_layout()
+        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        plt.close(fig)
     return path
+
+
+def _grid_figures(result: dict, source: str, work: Path) -> list[tuple[Path, str]]:
+    """The grid's accuracy and macro-F1 heatmaps, redrawn from its tables (``grid/acc.csv``,
+    ``grid/f1_macro.csv``) with short labels and a colour bar; the grid's own PNG when the
+    table is missing."""
+    grid_dir = Path(result.get("output_dir", "")) / "grid"
+    domain = _domain(source)
+    out = []
+    for metric, name in (("acc", "accuracy"), ("f1_macro", "macro F1")):
+        table = grid_dir / f"{metric}.csv"
+        path = grid_dir / f"heatmap_{metric}.png"
+        if table.is_file():
+            path = work / f"heatmap_{source}_{metric}.png"
+            plot_grid_heatmap(
+                pd.read_csv(table, index_col=0),
+                path,
+                f"{name}, models trained on {domain}",
+                vmin=0.0,
+                vmax=1.0,
+                label=f"{name} {direction(metric)} (test set)",
+            )
+        caption = (
+            f"{name[0].upper()}{name[1:]} ({direction(metric)}) of each model trained on {domain} "
+            "(rows: its variant) on each test set (columns: domain/variant; the shared "
+            '"synth-" prefix is left out). Brighter = higher; grey = not evaluated.'
+        )
+        out.append((path, caption))
+    return out
 
 
 def _token_grids(explain_dir: Path, method: str, out: Path) -> list[Path]:
@@ -131,7 +254,7 @@ def _token_grids(explain_dir: Path, method: str, out: Path) -> list[Path]:
         key = f"tokens_{grid}"
         if key in arrays:
             path = out / f"tokens_{method}_{grid}.png"
-            plot_token_grid(rgb, whole, arrays[key], path, f"{method} {image_id} ({grid})")
+            plot_token_grid(rgb, whole, arrays[key], path, f"{method} on {image_id}")
             paths.append(path)
     return paths
 
@@ -175,41 +298,90 @@ def write_report(findings: dict[str, Any], out: Path, study) -> Path:
         "on the spurious sticker); rfs/rfs: RIVAL10's relative foreground sensitivity; "
         "val_sage/*: the SAGE callback's last epoch on the probe set."
     )
-    page.table(findings["models"].drop(columns=["run_id"]).set_index("trained_on"))
+    page.p(f'<span class="note">Column marks: {_MARKS}</span>')
+    models = findings["models"]
+    redundant = [c for c in ("run_id", "domain", "variant") if c in models]  # in trained_on
+    page.table(models.drop(columns=redundant).set_index("trained_on"))
+    grid_results = findings.get("grid_results") or {}
     page.h("Cross-domain grids (accuracy; rows = trained on, columns = evaluated on)")
-    for source, result in findings["grid_results"].items():
-        grid_dir = Path(result.get("output_dir", "")) / "grid"
-        page.figure(grid_dir / "heatmap_acc.png", f"trained on {source}: accuracy")
-        page.figure(grid_dir / "heatmap_f1_macro.png", f"trained on {source}: macro F1")
+    for source, result in grid_results.items():
+        for path, caption in _grid_figures(result, source, work):
+            page.figure(path, caption)
     page.h("Training curves (SAGE callback, probe set)")
-    page.figure(_curves(study, _runs(findings), work / "curves.png"), "per epoch")
+    page.figure(
+        _curves(study, _runs(findings), work / "curves.png"),
+        "Per epoch, for every trained model (legend: trained on domain/variant): validation "
+        "accuracy, and the SAGE callback's GradCAM on its fixed probe set: fg_mass (share of "
+        "the saliency on the driver, ↑) and saliency_precision/spurious (share on the spurious "
+        "sticker, ↓).",
+        wide=True,
+    )
     page.h("Saliency: correct vs error")
-    compared = [(k, v) for k, v in findings["explains"].items() if "gradcam_plusplus" in str(v)]
-    for (name, variant), ex in compared or list(findings["explains"].items())[:2]:
+    explains = findings.get("explains") or {}
+    compared = [(k, v) for k, v in explains.items() if "gradcam_plusplus" in str(v)]
+    for (name, variant), ex in compared or list(explains.items())[:2]:
         d = Path(ex["output_dir"])
         for method in cfg.study.methods:
             mosaic = d / "mosaics" / f"{method}_correct_error.png"
             if mosaic.is_file():
-                page.figure(mosaic, f"{name}/{variant}: {method}")
+                page.figure(
+                    mosaic,
+                    f"{method} maps of the model trained on {name}/{variant}, on its own "
+                    "domain's full test images. Rows: true class; left: correct predictions "
+                    "(green frame), right: errors (red frame). Colours: the map scaled to "
+                    "0 (blue, none) – 1 (red, its maximum); white outline: the driver. Under "
+                    "each tile: predicted class, its confidence, fg = fg_mass (share of the "
+                    "saliency inside the outline).",
+                    wide=True,
+                )
         page.figure(
             d / "mosaics" / "gradcam_spurious_candidates.png",
-            f"{name}/{variant}: lowest Δ density on the driver (spurious candidates)",
+            f"Spurious-feature candidates of the model trained on {name}/{variant}: the test "
+            "images whose GradCAM map has the lowest Δ density on the driver (mean saliency "
+            "inside minus outside the white outline; D = its value, lowest first), i.e. the "
+            "maps that look most at something else.",
+            wide=True,
         )
-    _faithfulness_section(page, list(findings["explains"].items()))
+    _faithfulness_section(page, list(explains.items()))
     _sanity_section(page, findings)
     page.h("Token grids (4×4 and 8×8) of an example image")
-    for (name, variant), ex in (compared or list(findings["explains"].items()))[:2]:
+    for (name, variant), ex in (compared or list(explains.items()))[:2]:
         for path in _token_grids(Path(ex["output_dir"]), "gradcam", work):
-            page.figure(path, f"{name}/{variant}: {path.stem}")
+            grid = path.stem.rsplit("_", 1)[-1]
+            page.figure(
+                path,
+                f"GradCAM tokens ({grid} cells) of one test image, model trained on "
+                f"{name}/{variant}. Left: the image with its saliency (0 = none, 1 = max). "
+                "Then the share of the saliency in each cell for the whole map, the part on "
+                "the foreground (driver) and the part on the background, on one colour scale; "
+                "dots: each cell's saliency centroid, area ∝ its share.",
+                wide=True,
+            )
     page.h("Confidence-stratified clustering")
-    for source, result in findings["grid_results"].items():
+    for result in grid_results.values():
         cells = sorted((Path(result.get("output_dir", "")) / "cells").glob("*"))
         drawn = [c for c in cells if (c / "clusters" / "scatter.png").is_file()]
         for cell in drawn[:2]:
-            for fig in ("scatter", "bands", "histogram"):
-                page.figure(cell / "clusters" / f"{fig}.png", f"{source}: {cell.name} {fig}")
+            where = cell_label(cell.name)
+            captions = {
+                "scatter": f"{where.capitalize()}: the confidence of every test image by true "
+                "class (correct left, ○; errors right, ×), coloured by confidence bin (0 = "
+                "lowest; bins within each class and outcome).",
+                "bands": f"{where.capitalize()}: the confidence range of each bin per true "
+                "class (correct left, errors right and hatched); numbers: images in the bin.",
+                "histogram": f"{where.capitalize()}: confidence histograms of the correct "
+                "predictions and of the errors, stacked by confidence bin.",
+            }
+            for fig, caption in captions.items():
+                page.figure(cell / "clusters" / f"{fig}.png", caption)
             pooled = cell / "clusters" / "pooled.csv"
             if pooled.is_file():
+                page.p(
+                    f'<span class="note">{html.escape(where.capitalize())}: per outcome and '
+                    "confidence bin, the images (n, share of the outcome), the mean "
+                    "confidence, the images left out (excluded) and the saliency masses."
+                    "</span>"
+                )
                 page.table(pd.read_csv(pooled), index=False)
     page.h("Divergence between the compared models")
     div = findings.get("divergence") or {}
@@ -217,21 +389,53 @@ def write_report(findings: dict[str, Any], out: Path, study) -> Path:
         page.p(html.escape(str(findings["verdict"])))
     div_dir = Path(div.get("output_dir", "")) if isinstance(div, dict) else Path()
     for png in sorted(div_dir.rglob("*.png"))[:6] if div_dir.is_dir() else []:
-        page.figure(png, png.stem)
+        page.figure(png, _divergence_caption(png))
     shutil.rmtree(work)
     return page.write("SAGE study on SynthDrivers")
+
+
+def _divergence_caption(png: Path) -> str:
+    """What a figure of the divergence analysis (:mod:`sage.plots.divergence`) shows."""
+    stem, pair = png.stem, png.parent.name
+    models = " vs ".join(_model_label(k) for k in pair.split("--")) if "--" in pair else ""
+    between = f" between {models}" if models else ""
+    method = stem.rsplit("_", 1)[-1]
+    if png.parent.name == "embedding":
+        return (
+            f"{stem} saliency maps of both models on the same test images, projected on "
+            "their first two principal components (colour: model; ○ correct, × error); a red "
+            "segment joins the two maps of an image the models classify differently."
+        )
+    if stem.startswith("scatter"):
+        return (
+            f"Per test image{between}: the divergence of the {method} maps (JS(S̃), x) "
+            "against the divergence of the predicted class probabilities (JS(pred), y), in "
+            "bits; red ×: the predicted classes differ; black line: least-squares fit."
+        )
+    if stem.startswith("fg_bg"):
+        return (
+            f"Mean divergence of the {method} maps{between}, split into the part on the "
+            "foreground (driver, green) and on the background (grey), per group of images; "
+            "'fg x %' = the foreground's share."
+        )
+    if stem == "flips":
+        return (
+            f"Predicted classes{between}: rows = the first model's prediction, columns = "
+            "the second's; off-diagonal cells (coloured) are images where they disagree."
+        )
+    if stem == "per_class":
+        return (
+            f"Per true class{between}: the share of images the models classify differently "
+            "(disagreement) and the mean divergences of their predictions (js_pred) and "
+            "maps (js_map), in bits."
+        )
+    return stem.replace("_", " ")
 
 
 def _faithfulness_section(page: _Page, explains: list) -> None:
     """Per method of the models explained with Deletion/Insertion: the perturbation metrics
     side by side."""
-    columns = {
-        "road": "ROAD ↑",
-        "road/morf": "ROAD MoRF ↓",
-        "deletion": "Deletion AUC ↓",
-        "insertion": "Insertion AUC ↑",
-        "arcc": "ARCC ↑",
-    }
+    columns = ("road", "road/morf", "deletion", "insertion", "arcc")  # headers: .directions
     tables = []
     for (name, variant), ex in explains:
         path = Path(ex["output_dir"]) / "metrics.csv"
@@ -241,8 +445,8 @@ def _faithfulness_section(page: _Page, explains: list) -> None:
         present = [c for c in columns if c in frame]
         if "deletion" not in present:
             continue
-        means = frame.groupby("method", sort=False)[present].mean().rename(columns=columns)
-        tables.append((f"{name}/{variant}", means.round(3)))
+        means = frame.groupby("method", sort=False)[present].mean()
+        tables.append((f"{name}/{variant}", means))
     if not tables:
         return
     page.h("Faithfulness per method: ROAD next to Deletion / Insertion")
@@ -251,7 +455,8 @@ def _faithfulness_section(page: _Page, explains: list) -> None:
         "pixels by noisy linear imputation (MoRF: most relevant first); Deletion removes the "
         "most relevant pixels first (replaced by the dataset mean) and Insertion adds them to a "
         "blurred image, 25 steps each (Petsiuk et al. 2018); area under the class-probability "
-        "curve. Arrows: which direction is better."
+        "curve; road = ROAD's combined score, road/morf its most-relevant-first curve. "
+        f"Column marks: {_MARKS}"
     )
     for label, table in tables:
         page.p(f"<b>{html.escape(label)}</b>")
@@ -277,8 +482,21 @@ def _sanity_section(page: _Page, findings: dict[str, Any]) -> None:
             "(independent). A method passes when its curve falls; the constant baseline "
             "(ones_but_one) stays at 1 and fails by design."
         )
+        how = {
+            "cascading": "layers re-initialised cumulatively from the logits down (x axis: "
+            "the deepest layer re-initialised so far)",
+            "independent": "one layer re-initialised at a time (x axis: that layer)",
+        }
         for mode in ("cascading", "independent"):
-            page.figure(d / "randomisation" / f"mprt_{mode}.png", f"{name}/{variant}: {mode}")
+            page.figure(
+                d / "randomisation" / f"mprt_{mode}.png",
+                f"Model trained on {name}/{variant}, {mode} randomisation ({how[mode]}): "
+                "per method, the mean similarity (Spearman, SSIM, top-k intersection; 1 = "
+                "unchanged) of its maps to the maps of the trained model, band = "
+                "interquartile range over images. Lower = the maps depend on the weights "
+                "(passes).",
+                wide=True,
+            )
         validity = d / "meta_validity.csv"
         if validity.is_file():
             table = pd.read_csv(validity)
@@ -307,7 +525,8 @@ def _sanity_section(page: _Page, findings: dict[str, Any]) -> None:
                 + (", ".join(table.loc[table.trivial_first, "metric"]) or "none")
                 + "."
             )
-            page.table(table[keep].round(3).set_index("metric"))
+            page.p(f'<span class="note">Column marks: {_MARKS}</span>')
+            page.table(table[[c for c in keep if c in table]].set_index("metric"))
 
 
 def _runs(findings: dict[str, Any]) -> dict:
