@@ -3,6 +3,8 @@ figure it names, and the parent run's ``study/*`` metrics are the printed number
 
 from __future__ import annotations
 
+import html
+import json
 import math
 import re
 from pathlib import Path
@@ -57,17 +59,33 @@ def test_study_runs_end_to_end(tmp_path, capsys):
         assert [r.rsplit("/", 1)[1] for r in acc.index] == variants
         assert [c.rsplit("/", 1)[1] for c in acc.columns[: len(variants)]] == variants
 
-    # 8 trainings, 2 grids, 8 explains, 1 divergence, nested under one parent run
-    assert findings["nested_runs"] == 19
+    # 8 trainings, 2 grids, 8 explains on full images + 6 on the models' own variants,
+    # 1 divergence, nested under one parent run
+    assert findings["nested_runs"] == 25
     client = mlflow.MlflowClient(str(cfg.logger.tracking_uri))
     logged = client.get_run(findings["parent_run_id"]).data.metrics
     assert logged == pytest.approx(findings["scalars"]) and logged
     models = findings["models"].set_index("trained_on")
     for key, value in logged.items():  # the printed table is the logged one
+        if key.startswith("study/finding/"):
+            continue
         _, domain, variant, column = key.split("/", 3)  # columns may hold a slash
         shown_value = models.loc[f"{domain}/{variant}", column]
         assert math.isclose(shown_value, value), key
         if column == "test/acc":
-            assert f"{value:.3f}" in printed
+            assert f"{value:.3f} [" in printed
     assert "mlflow ui --backend-store-uri" in printed and str(page) in printed
     assert findings["verdict"]
+
+    # every finding, printed and in the report, carries its interval
+    interval = re.compile(r"\[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]")
+    assert findings["lines"] and findings["headlines"]
+    for line in findings["lines"]:
+        assert interval.search(line), line
+        assert line in printed
+        assert html.escape(line) in text
+    assert text.index("Headline findings") < text.index("Cross-domain")
+    for h in findings["headlines"]:
+        assert html.escape(h["text"]) in text[: text.index("Cross-domain")]
+    saved = json.loads((Path(page).parent / "findings.json").read_text())
+    assert [f["text"] for f in saved["findings"]] == findings["lines"]

@@ -145,3 +145,50 @@ def test_compare_two_studies_flags_opposite_directions(tmp_path, capsys):
     row = next(line for line in out.splitlines() if f"shortcut/{SF}/full " in line)
     assert "OPPOSITE" in row and "+0.50 [" in row
     assert main([str(tmp_path / "a.json"), str(tmp_path / "missing.json")]) == 2
+
+
+def test_report_opens_with_the_headlines_and_shows_every_finding(tmp_path):
+    import html
+    from types import SimpleNamespace
+
+    import mlflow
+
+    from sage.study.report import write_report
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.MlflowClient(uri)
+    exp = client.create_experiment("s", artifact_location=str(tmp_path / "art"))
+    ev = evidence()
+    for key in ev.runs:  # real runs with a callback history, as the sweep logs them
+        run_id = client.create_run(exp).info.run_id
+        for step, mass in enumerate((0.2, 0.3)):
+            client.log_metric(run_id, "val_sage/gradcam/fg_mass", mass, step=step)
+        ev.runs[key] = run_id
+    f = collect_findings([ev], DOMAINS, divergence={"verdict": "ρ=0.1 [-0.1, 0.3]"})
+    f |= {"grid_results": {}, "explains": {}, "own_explains": {}}
+    study = SimpleNamespace(
+        client=lambda: client,
+        cfg=SimpleNamespace(
+            study=SimpleNamespace(compare=["full", "seg"], model="small_cnn", methods=["gradcam"])
+        ),
+        size="tiny",
+        s=SimpleNamespace(images_per_class=5, epochs=1),
+        tracking_uri=uri,
+        experiment="s",
+        timings={"training": 1.0},
+    )
+    page = write_report(f, tmp_path / "report", study)
+    text = page.read_text().replace("<wbr>", "")
+    first = text.index("Headline findings")
+    assert first < text.index("<h2>Models") < text.index("All findings")
+    for h in f["headlines"]:
+        assert html.escape(h["text"]) in text[first : text.index("<h2>Models")]
+    for line in f["lines"]:
+        assert html.escape(line) in text
+    assert "cue_acc ↑" in text and "saliency_precision/spurious/full_images ↓" in text
+    assert "0.900 [" in text  # the models table shows intervals
+    shown = text.split('src="')[1:]
+    assert len([s for s in shown if "headline_" in s]) == len(f["headlines"])
+    assert not [s for s in shown if "forward" in s]  # nothing picked up from the cwd
+    for src in shown:  # every figure the page shows sits beside it
+        assert (page.parent / src.split('"')[0]).is_file()

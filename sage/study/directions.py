@@ -63,6 +63,8 @@ DIRECTION: dict[str, str] = {
     "excluded": NONE,
 }
 
+# suffixes of the study's saliency columns: which images the model was explained on
+_WHERE = ("/own_variant", "/full_images")
 # prefixes that name where a quantity was measured, not what it is
 _STAGES = ("val_sage/", "explain/", "eval/", "test/", "val/")
 _METHODS = (
@@ -80,6 +82,9 @@ def direction(name: str) -> str:
     name = str(name)
     if name in DIRECTION:
         return DIRECTION[name]
+    for where in _WHERE:  # the study's "measured on which images" suffixes
+        if name.endswith(where):
+            return direction(name[: -len(where)])
     for prefixes in (_STAGES, _METHODS):
         for prefix in prefixes:
             if name.startswith(prefix):

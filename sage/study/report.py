@@ -25,6 +25,8 @@ from ..plots.grid import plot_grid_heatmap
 from ..plots.style import DPI, WIDE_W, style
 from ..plots.tokens import plot_token_grid
 from .directions import direction, header
+from .report_findings import findings_section, headline_section
+from .summary import ACCURACY_COLUMNS, interval_table
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -284,24 +286,27 @@ def write_report(findings: dict[str, Any], out: Path, study) -> Path:
         f"{html.escape(study.tracking_uri)}</code>. Step times (s): "
         + ", ".join(f"{k} {v:.0f}" for k, v in study.timings.items())
     )
-    page.h("Findings (computed from this run's numbers)")
-    page.items(findings["lines"] or ["no comparison could be computed"])
+    headline_section(page, findings, work)
     page.h("Models")
     page.p(
-        "Columns use the metric names of docs/metrics.md. test/acc: in-domain test accuracy; "
-        "cue_acc / shuffled_acc: accuracy on the source "
-        "domain's full test images with the sticker as generated / with its colour shuffled "
-        "(the direct test of the shortcut); cross_acc_*: accuracy on the other domain "
-        "(full images / the same variant); fg_mass (A_fg), saliency_precision/spurious, "
-        "pointing_game/fg, arcc: GradCAM on the "
-        "source domain's full test images (saliency_precision/spurious = share of the saliency "
-        "on the spurious sticker); rfs/rfs: RIVAL10's relative foreground sensitivity; "
-        "val_sage/*: the SAGE callback's last epoch on the probe set."
+        "Each number with its interval [low, high] (see above). Accuracy — test/acc: in-domain "
+        "test images of the model's own variant; cue_acc / shuffled_acc: the source domain's "
+        "full test images with the sticker as generated / with its colours shuffled (the same "
+        "scenes: the direct test of the shortcut); cross_acc_full / cross_acc_same_variant: "
+        "the other domain's full images / its images of the model's own variant."
     )
     page.p(f'<span class="note">Column marks: {_MARKS}</span>')
-    models = findings["models"]
-    redundant = [c for c in ("run_id", "domain", "variant") if c in models]  # in trained_on
-    page.table(models.drop(columns=redundant).set_index("trained_on"))
+    page.table(_marked(interval_table(findings, ACCURACY_COLUMNS)))
+    page.p(
+        "Saliency (GradCAM) — <b>own_variant</b>: on the model's own variant (a seg model on "
+        "segmented images: what it sees in its own regime); <b>full_images</b>: on the source "
+        "domain's full test images, which a seg or bbox model never saw in training. fg_mass / "
+        "bg_mass: share of the saliency on / off the driver; saliency_precision/spurious: share "
+        "on the spurious sticker; arcc: ROAD-based faithfulness; rfs/rfs: RIVAL10's relative "
+        "foreground sensitivity (> 0: noise on the driver hurts more than on the background)."
+    )
+    page.table(_marked(interval_table(findings, SALIENCY_TABLE)))
+    findings_section(page, findings, work)
     grid_results = findings.get("grid_results") or {}
     page.h("Cross-domain grids (accuracy; rows = trained on, columns = evaluated on)")
     for source, result in grid_results.items():
@@ -340,6 +345,18 @@ def write_report(findings: dict[str, Any], out: Path, study) -> Path:
             "images whose GradCAM map has the lowest Δ density on the driver (mean saliency "
             "inside minus outside the white outline; D = its value, lowest first), i.e. the "
             "maps that look most at something else.",
+            wide=True,
+        )
+    for (name, variant), ex in (findings.get("own_explains") or {}).items():
+        if variant not in cfg.study.compare:
+            continue
+        page.figure(
+            Path(ex["output_dir"]) / "mosaics" / "gradcam_correct_error.png",
+            f"GradCAM maps of the model trained on {name}/{variant}, on its OWN variant "
+            f"({variant} test images: what it was trained to see). Rows: true class; left: "
+            "correct predictions (green frame), right: errors (red frame). Colours: the map "
+            "scaled to 0 (blue, none) – 1 (red, its maximum); white outline: the driver. Under "
+            "each tile: predicted class, its confidence, fg = fg_mass.",
             wide=True,
         )
     _faithfulness_section(page, list(explains.items()))
@@ -387,11 +404,32 @@ def write_report(findings: dict[str, Any], out: Path, study) -> Path:
     div = findings.get("divergence") or {}
     if findings.get("verdict"):
         page.p(html.escape(str(findings["verdict"])))
-    div_dir = Path(div.get("output_dir", "")) if isinstance(div, dict) else Path()
-    for png in sorted(div_dir.rglob("*.png"))[:6] if div_dir.is_dir() else []:
+    # no output_dir (the analysis failed): nothing to show (Path("") would be the cwd)
+    out_dir = div.get("output_dir") if isinstance(div, dict) else None
+    div_dir = Path(out_dir) if out_dir else None
+    for png in sorted(div_dir.rglob("*.png"))[:6] if div_dir and div_dir.is_dir() else []:
         page.figure(png, _divergence_caption(png))
     shutil.rmtree(work)
     return page.write("SAGE study on SynthDrivers")
+
+
+SALIENCY_TABLE = (
+    "fg_mass/own_variant",
+    "bg_mass/own_variant",
+    "saliency_precision/spurious/own_variant",
+    "fg_mass/full_images",
+    "bg_mass/full_images",
+    "saliency_precision/spurious/full_images",
+    "arcc/full_images",
+    "rfs/rfs",
+)
+
+
+def _marked(table: pd.DataFrame) -> pd.DataFrame:
+    """Interval strings with each column's direction mark in its header."""
+    out = table.rename(columns=header)
+    out.index.name = "trained on"
+    return out
 
 
 def _divergence_caption(png: Path) -> str:
