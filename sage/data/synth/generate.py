@@ -46,7 +46,7 @@ from .activities import DISCRIMINATIVE, DRIVER100_ACTIVITY, SF3D_ACTIVITY
 from .render import render
 from .scene import FOREGROUND_IDS, PART_NAMES, STICKER_COLOURS, STICKER_SIDE, Style, make_style
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: synth-sf3d skins and shirts with more contrast (scene.py)
 DOMAINS: tuple[str, ...] = ("synth-sf3d", "synth-driver100")
 MANIFEST = "synth_manifest.json"
 META = "synth_meta.csv"
