@@ -169,3 +169,17 @@ def test_correct_error_mosaic_explains_its_tiles_under_them(tmp_path):
     assert red.any()  # the jet bar's top end
     footer = _footer(sheet_a.shape[1], "x", SALIENCY_BAR)
     assert footer.shape[1] == sheet_a.shape[1]
+
+
+def test_finding_figures_are_legible(tmp_path, drawn):
+    from sage.plots.intervals import finding_panel, forest
+    from sage.stats import Interval
+
+    a = Interval(0.91, 0.86, 0.95, 160, "bootstrap")
+    b = Interval(0.67, 0.60, 0.74, 160, "bootstrap")
+    diff = Interval(0.24, 0.18, 0.31, 160, "bootstrap")
+    finding_panel(a, b, diff, ("sticker as generated", "shuffled"), "Q?", tmp_path / "p.png")
+    _legible(drawn, HALF_PX)
+    assert drawn[0][0] <= HALF_W
+    forest([(f"finding/{k}", diff) for k in range(20)], tmp_path / "f.png", "all")
+    _legible(drawn[1:], WIDE_PX)

@@ -283,8 +283,7 @@ def write_report(findings: dict[str, Any], out: Path, study) -> Path:
         f"({study.s.images_per_class} images per class and domain, {study.s.epochs} epochs). "
         f"MLflow: <code>{html.escape(study.tracking_uri)}</code>, experiment "
         f"<code>{study.experiment}</code>; browse with <code>mlflow ui --backend-store-uri "
-        f"{html.escape(study.tracking_uri)}</code>. Step times (s): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in study.timings.items())
+        f"{html.escape(study.tracking_uri)}</code>. Step times: at the end of the page."
     )
     headline_section(page, findings, work)
     page.h("Models")
@@ -409,6 +408,8 @@ def write_report(findings: dict[str, Any], out: Path, study) -> Path:
     div_dir = Path(out_dir) if out_dir else None
     for png in sorted(div_dir.rglob("*.png"))[:6] if div_dir and div_dir.is_dir() else []:
         page.figure(png, _divergence_caption(png))
+    page.h("Step times")
+    page.p(", ".join(f"{k} {v:.0f} s" for k, v in study.timings.items()))
     shutil.rmtree(work)
     return page.write("SAGE study on SynthDrivers")
 

@@ -62,4 +62,5 @@ def findings_section(page, findings: dict[str, Any], work: Path) -> None:
             "Every finding's difference (first − second, as named in its key) with its 95 % "
             "interval. Blue: the interval excludes 0 (a direction is stated); grey: it holds "
             "0 (no clear difference).",
+            wide=True,
         )
