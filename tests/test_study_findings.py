@@ -192,3 +192,20 @@ def test_report_opens_with_the_headlines_and_shows_every_finding(tmp_path):
     assert not [s for s in shown if "forward" in s]  # nothing picked up from the cwd
     for src in shown:  # every figure the page shows sits beside it
         assert (page.parent / src.split('"')[0]).is_file()
+
+
+def test_divergence_finding_carries_its_rho_interval(tmp_path):
+    pd.DataFrame(
+        {
+            "behaviour": ["js_pred", "js_pred"],
+            "measure": ["js_fg", "js_map"],
+            "n": [160, 160],
+            "spearman": [0.2, 0.34],
+            "spearman_lo": [0.1, 0.19],
+            "spearman_hi": [0.3, 0.47],
+        }
+    ).to_csv(tmp_path / "correlations.csv", index=False)
+    div = {"verdict": "supported: ρ=0.34 [0.19, 0.47]", "output_dir": str(tmp_path)}
+    found = _by_key(collect_findings([evidence()], DOMAINS, divergence=div))["divergence"]
+    assert (found.diff.value, found.diff.low, found.diff.high) == (0.34, 0.19, 0.47)
+    assert found.direction == 1 and "ρ=0.34 [0.19, 0.47]" in found.text

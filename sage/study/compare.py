@@ -33,7 +33,8 @@ def _load(path: Path) -> dict[str, dict]:
 def _text(f: dict | None) -> str:
     if f is None or f.get("diff") is None:
         return "–"
-    return Interval(**f["diff"]).text(signed=True)
+    diff = Interval(**f["diff"])
+    return diff.text(3 if abs(diff.value) < 0.1 else 2, signed=True)
 
 
 def agreement(a: int, b: int) -> str:
@@ -54,7 +55,13 @@ def compare_findings(a: Path, b: Path) -> pd.DataFrame:
                 "finding": key,
                 "A": _text(x),
                 "B": _text(y),
-                "agree": agreement(x["direction"], y["direction"]) if x and y else "missing",
+                "agree": (
+                    "missing"
+                    if not (x and y)
+                    else "n/a (no interval)"
+                    if x.get("diff") is None or y.get("diff") is None
+                    else agreement(x["direction"], y["direction"])
+                ),
             }
         )
     return pd.DataFrame(rows)

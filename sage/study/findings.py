@@ -316,7 +316,7 @@ def collect_findings(
                     "divergence",
                     domains[0].name if domains else "",
                     f"divergence ({' vs '.join(compare)}): {verdict}",
-                    None,
+                    divergence_rho(divergence.get("output_dir")),
                 )
             )
     other = compare[1] if len(compare) > 1 else "seg"
@@ -338,6 +338,22 @@ def collect_findings(
         "seeds": [ev.seed for ev in evidence],
         "scalars": scalars,
     }
+
+
+def divergence_rho(output_dir: str | None) -> Interval | None:
+    """Spearman ρ between the two models' prediction and map divergences (the verdict's
+    number, GradCAM) with its bootstrap interval, from the analysis' correlations.csv."""
+    path = Path(output_dir or "") / "correlations.csv"
+    if not output_dir or not path.is_file():
+        return None
+    table = pd.read_csv(path)
+    row = table[(table["behaviour"] == "js_pred") & (table["measure"] == "js_map")]
+    if row.empty:
+        return None
+    r = row.iloc[0]
+    return Interval(
+        float(r.spearman), float(r.spearman_lo), float(r.spearman_hi), int(r.n), "bootstrap"
+    )
 
 
 def write_findings_json(findings: dict[str, Any], path: Path) -> Path:
