@@ -126,8 +126,11 @@ def test_explain_meta_ranks_the_ground_truth_first_for_alignment(compose_cfg, ch
     table = pd.read_csv(out / "meta_validity.csv").set_index("metric")
     # the A_fg-type mass and the pointing game credit the discriminative parts most; (Δ density
     # and IoU against the whole driver reward covering the driver instead, and need not)
+    # (pointing game: GradCAM's peak may land on the parts too, a tie at 1.0 on tiny data)
     for metric in ("saliency_precision/fg", "pointing_game/fg"):
-        assert table.loc[metric, "best_map"] == "ground_truth", metric
+        row = table.loc[metric]
+        assert row.mean_ground_truth >= max(row.mean_method, row.mean_baseline), metric
+    assert table.loc["saliency_precision/fg", "best_map"] == "ground_truth"
     assert bool(table.loc["saliency_precision/fg", "ordered"])
     # known from the ARCC paper: All1s fools Average Drop; the table says so
     assert bool(table.loc["average_drop", "trivial_first"])

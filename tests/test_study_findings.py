@@ -209,3 +209,26 @@ def test_divergence_finding_carries_its_rho_interval(tmp_path):
     found = _by_key(collect_findings([evidence()], DOMAINS, divergence=div))["divergence"]
     assert (found.diff.value, found.diff.low, found.diff.high) == (0.34, 0.19, 0.47)
     assert found.direction == 1 and "ρ=0.34 [0.19, 0.47]" in found.text
+
+
+def test_reused_grid_cells_give_their_predictions_from_mlflow(tmp_path):
+    """A grid rerun with the same key reuses finished cells (no local cell directory): their
+    per-image predictions come from the cell runs' artifacts."""
+    import mlflow
+
+    from sage.study.evidence import grid_predictions
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.create_experiment("g", artifact_location=str(tmp_path / "art"))
+    run_id = client.create_run(exp).info.run_id
+    table = tmp_path / "predictions.csv"
+    pd.DataFrame({"image_id": ["a", "b"], "correct": [True, False]}).to_csv(table, index=False)
+    client.log_artifact(run_id, str(table))
+    grid = tmp_path / "evaluate" / "grid"
+    grid.mkdir(parents=True)
+    cells = {"row": [f"{SF}/full"], "column": [f"{TWIN}/full"], "run_id": [run_id]}
+    pd.DataFrame(cells).to_csv(grid / "cells.csv", index=False)
+    result = {"output_dir": str(grid.parent)}
+    assert grid_predictions(result) == {}  # no client: nothing to read it from
+    found = grid_predictions(result, client)[(f"{SF}/full", f"{TWIN}/full")]
+    assert found.to_dict() == {"a": 1.0, "b": 0.0}

@@ -49,21 +49,30 @@ def _cell_dir(grid_dir: Path, model: str, target: str) -> Path | None:
     return found[0] if found else None
 
 
-def grid_predictions(result: dict) -> dict[tuple[str, str], pd.Series]:
-    """``{(model label, target label): correct by image_id}`` of one evaluation grid."""
+def grid_predictions(result: dict, client=None) -> dict[tuple[str, str], pd.Series]:
+    """``{(model label, target label): correct by image_id}`` of one evaluation grid.
+
+    Read from the cell's directory, or, for a cell the grid reused from an earlier run with
+    the same grid key (no local directory), from that cell run's MLflow artifacts."""
     out_dir = Path(result.get("output_dir", ""))
-    acc = out_dir / "grid" / "acc.csv"
-    if not acc.is_file():
+    listing = out_dir / "grid" / "cells.csv"
+    if not listing.is_file():
         return {}
-    grid = pd.read_csv(acc, index_col=0)
     out = {}
-    for model in grid.index:
-        for target in grid.columns:
-            cell = _cell_dir(out_dir, model, target)
-            if cell is None or not (cell / "predictions.csv").is_file():
-                continue
-            frame = pd.read_csv(cell / "predictions.csv", usecols=["image_id", "correct"])
-            out[(model, target)] = frame.set_index("image_id")["correct"].astype(float)
+    for cell in pd.read_csv(listing).itertuples():
+        local = _cell_dir(out_dir, cell.row, cell.column)
+        path = local / "predictions.csv" if local is not None else None
+        if (path is None or not path.is_file()) and client is not None and cell.run_id:
+            dest = out_dir / "reused_cells" / str(cell.run_id)
+            dest.mkdir(parents=True, exist_ok=True)
+            try:
+                path = Path(client.download_artifacts(cell.run_id, "predictions.csv", str(dest)))
+            except Exception:  # an older cell run without the table: no per-image evidence
+                path = None
+        if path is None or not path.is_file():
+            continue
+        frame = pd.read_csv(path, usecols=["image_id", "correct"])
+        out[(cell.row, cell.column)] = frame.set_index("image_id")["correct"].astype(float)
     return out
 
 
@@ -103,11 +112,13 @@ def load_seed_evidence(
     explains: dict[tuple[str, str], dict],
     own: dict[tuple[str, str], dict],
     train_metrics: dict[str, dict[str, float]] | None = None,
+    client=None,
 ) -> SeedEvidence:
-    """Read one seed's evidence from its grids' cells and explain runs' output dirs."""
+    """Read one seed's evidence from its grids' cells and explain runs' output dirs
+    (``client``: the MLflow client to fetch reused grid cells' predictions with)."""
     ev = SeedEvidence(seed, runs, train_metrics=train_metrics or {})
     for result in grids.values():
-        ev.predictions.update(grid_predictions(result))
+        ev.predictions.update(grid_predictions(result, client))
     for (name, variant), result in explains.items():
         label = f"{name}/{variant}"
         table = explain_saliency(result.get("output_dir"))

@@ -415,7 +415,13 @@ def _run_steps(cfg: DictConfig, study: Study, parent_id: str) -> dict[str, Any]:
             grids, explains, first_own = seed_grids, seed_explains, own
         evidence.append(
             load_seed_evidence(
-                seed, runs, seed_grids, seed_explains, own, study.train_metrics(runs)
+                seed,
+                runs,
+                seed_grids,
+                seed_explains,
+                own,
+                study.train_metrics(runs),
+                study.client(),
             )
         )
 
