@@ -99,8 +99,10 @@ def explain_saliency(explain_dir: str | Path | None) -> pd.DataFrame | None:
 
 def explain_rfs(explain_dir: str | Path | None) -> pd.DataFrame | None:
     """Per-image RFS accuracies (``acc_fg``, ``acc_bg``) of one explain run."""
-    path = Path(explain_dir or "") / "rfs_per_image.csv"
-    if explain_dir is None or not path.is_file():
+    if explain_dir is None:
+        return None
+    path = Path(explain_dir) / "rfs_per_image.csv"
+    if not path.is_file():
         return None
     return pd.read_csv(path).set_index("image_id")[["acc_fg", "acc_bg"]].astype(float)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,26 @@ class _Spec:
     sentence: Callable[[Comparison], str]
     labels: tuple[str, str]
     domain: str
-    extra: dict = field(default_factory=dict)
+
+
+def _pair_spec(
+    d: Domain,
+    o: str,
+    key: str,
+    compute: Callable[[SeedEvidence], Comparison],
+    lead: str,
+    words: tuple[str, str],
+    digits: int = 2,
+    suffix: str = "",
+) -> _Spec:
+    """A full- vs ``o``-trained finding, key ``<key>/<domain>/full-vs-<o><suffix>``, said as
+    ``"<lead>: a vs b; <phrase>."``."""
+
+    def sentence(c: Comparison) -> str:
+        phrase = compare_phrase(c.diff, *words, digits=digits)
+        return f"{lead}: {c.a.text(digits)} vs {c.b.text(digits)}; {phrase}."
+
+    return _Spec(f"{key}/{d.name}/full-vs-{o}{suffix}", compute, sentence, ("full", o), d.name)
 
 
 def _specs(d: Domain, variants: set[str]) -> list[_Spec]:
@@ -116,47 +135,34 @@ def _specs(d: Domain, variants: set[str]) -> list[_Spec]:
     for o in others:
         pair = ("full", o)
         who = f"full- vs {o}-trained model"
-        more, less = (
-            "the full-trained model's is higher by",
-            f"the {o}-trained model's is higher by",
-        )
+        higher = ("the full-trained model's is higher by", f"the {o}-trained model's is higher by")
         if d.twin:
             specs.append(
-                _Spec(
-                    f"shortcut_gap/{d.name}/full-vs-{o}",
+                _pair_spec(
+                    d,
+                    o,
+                    "shortcut_gap",
                     lambda ev, pair=pair: shortcut_gap(ev, d, pair),
-                    lambda c, o=o: (
-                        f"{d.name}: accuracy lost to the sticker shuffle, full- vs {o}-trained "
-                        f"model: {c.a.text()} vs {c.b.text()}; "
-                        + compare_phrase(
-                            c.diff,
-                            "the full-trained model loses more, by",
-                            f"the {o}-trained model loses more, by",
-                        )
-                        + "."
+                    f"{d.name}: accuracy lost to the sticker shuffle, {who}",
+                    (
+                        "the full-trained model loses more, by",
+                        f"the {o}-trained model loses more, by",
                     ),
-                    ("full", o),
-                    d.name,
                 )
             )
             specs.append(
-                _Spec(
-                    f"sticker/{d.name}/full-vs-{o}",
+                _pair_spec(
+                    d,
+                    o,
+                    "sticker",
                     lambda ev, pair=pair: saliency_gap(ev, d, pair, STICKER, "full"),
-                    lambda c, o=o, who=who: (
-                        f"{d.name}: share of GradCAM saliency on the spurious sticker "
-                        f"({STICKER}, both on full test images), {who}: {c.a.text(3)} vs "
-                        f"{c.b.text(3)}; "
-                        + compare_phrase(
-                            c.diff,
-                            "the full-trained model puts more there, by",
-                            f"the {o}-trained model puts more there, by",
-                            digits=3,
-                        )
-                        + "."
+                    f"{d.name}: share of GradCAM saliency on the spurious sticker "
+                    f"({STICKER}, both on full test images), {who}",
+                    (
+                        "the full-trained model puts more there, by",
+                        f"the {o}-trained model puts more there, by",
                     ),
-                    ("full", o),
-                    d.name,
+                    digits=3,
                 )
             )
         for where, suffix, said in (
@@ -164,63 +170,53 @@ def _specs(d: Domain, variants: set[str]) -> list[_Spec]:
             ("full", "full_images", "both on full images"),
         ):
             specs.append(
-                _Spec(
-                    f"bg_mass/{d.name}/full-vs-{o}/{suffix}",
+                _pair_spec(
+                    d,
+                    o,
+                    "bg_mass",
                     lambda ev, pair=pair, where=where: saliency_gap(ev, d, pair, "bg_mass", where),
-                    lambda c, o=o, who=who, said=said: (
-                        f"{d.name}: share of GradCAM saliency outside the driver (bg_mass, "
-                        f"{said}), {who}: {c.a.text()} vs {c.b.text()}; "
-                        + compare_phrase(
-                            c.diff,
-                            "the full-trained model puts more on the background, by",
-                            f"the {o}-trained model puts more on the background, by",
-                        )
-                        + "."
+                    f"{d.name}: share of GradCAM saliency outside the driver "
+                    f"(bg_mass, {said}), {who}",
+                    (
+                        "the full-trained model puts more on the background, by",
+                        f"the {o}-trained model puts more on the background, by",
                     ),
-                    ("full", o),
-                    d.name,
+                    suffix=f"/{suffix}",
                 )
             )
         if d.target:
             targets = (f"{d.target}/full", f"{d.target}/{o}")
             specs.append(
-                _Spec(
-                    f"transfer/{d.name}/full-vs-{o}",
+                _pair_spec(
+                    d,
+                    o,
+                    "transfer",
                     lambda ev, pair=pair, targets=targets: accuracy_gap(ev, d, pair, targets),
-                    lambda c, o=o, words=(more, less): (
-                        f"{d.name} → {d.target}: accuracy on the other domain, full-trained "
-                        f"model on full images vs {o}-trained model on {o} images: "
-                        f"{c.a.text()} vs {c.b.text()}; " + compare_phrase(c.diff, *words) + "."
-                    ),
-                    ("full", o),
-                    d.name,
+                    f"{d.name} → {d.target}: accuracy on the other domain, full-trained model "
+                    f"on full images vs {o}-trained model on {o} images",
+                    higher,
                 )
             )
         own = (f"{d.name}/full", f"{d.name}/{o}")
         specs.append(
-            _Spec(
-                f"in_domain/{d.name}/full-vs-{o}",
+            _pair_spec(
+                d,
+                o,
+                "in_domain",
                 lambda ev, pair=pair, own=own: accuracy_gap(ev, d, pair, own),
-                lambda c, who=who, words=(more, less): (
-                    f"{d.name}: in-domain test accuracy (each on its own variant), {who}: "
-                    f"{c.a.text()} vs {c.b.text()}; " + compare_phrase(c.diff, *words) + "."
-                ),
-                ("full", o),
-                d.name,
+                f"{d.name}: in-domain test accuracy (each on its own variant), {who}",
+                higher,
             )
         )
         specs.append(
-            _Spec(
-                f"rfs/{d.name}/full-vs-{o}",
+            _pair_spec(
+                d,
+                o,
+                "rfs",
                 lambda ev, pair=pair: rfs_gap(ev, d, pair),
-                lambda c, who=who, words=(more, less): (
-                    f"{d.name}: RFS (rfs/rfs; > 0: hurt more by noise on the driver than on the "
-                    f"background), {who}: {c.a.text()} vs {c.b.text()}; "
-                    + compare_phrase(c.diff, *words)
-                    + "."
-                ),
-                ("full", o),
-                d.name,
+                f"{d.name}: RFS (rfs/rfs; > 0: hurt more by noise on the driver than on the "
+                f"background), {who}",
+                higher,
             )
         )
     return specs

@@ -8,7 +8,6 @@ interval of a difference is narrower than the two intervals side by side suggest
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +15,7 @@ import pandas as pd
 
 from ..metrics.rfs import relative_sensitivity
 from ..stats import Interval, difference_interval, mean_interval, statistic_interval
-from .evidence import SeedEvidence
+from .evidence import SALIENCY_COLUMNS, SeedEvidence
 
 STICKER = "saliency_precision/spurious"
 
@@ -118,7 +117,7 @@ def model_quantities(ev: SeedEvidence, domain: Domain, variant: str) -> dict[str
         if table is None:
             continue
         suffix = "full_images" if where == "full" else "own_variant"
-        for column in ("fg_mass", "bg_mass", STICKER, "arcc"):
+        for column in SALIENCY_COLUMNS:
             if column in table and (column != STICKER or domain.twin):
                 out[f"{column}/{suffix}"] = mean_interval(table[column].to_numpy(), seed=seed)
     if model in ev.rfs:
@@ -128,21 +127,22 @@ def model_quantities(ev: SeedEvidence, domain: Domain, variant: str) -> dict[str
 
 # ---------------------------------------------------------------------- comparisons
 
-ComparisonFn = Callable[[SeedEvidence, Domain, str], Comparison]
+
+def _cue_cells(ev: SeedEvidence, d: Domain, variant: str) -> tuple:
+    """A model's per-image correctness on full test images with the cue as generated and
+    with it shuffled (the same scenes)."""
+    model = f"{d.name}/{variant}"
+    return ev.correct(model, f"{d.name}/full"), ev.correct(model, f"{d.twin}/full")
 
 
 def shortcut_drop(ev: SeedEvidence, d: Domain, variant: str) -> Comparison:
     """A model's accuracy on full test images with the cue as generated minus with the cue
     shuffled (the same scenes)."""
-    model = f"{d.name}/{variant}"
-    return compare_series(
-        ev.correct(model, f"{d.name}/full"), ev.correct(model, f"{d.twin}/full"), ev.seed
-    )
+    return compare_series(*_cue_cells(ev, d, variant), ev.seed)
 
 
 def _drop(ev: SeedEvidence, d: Domain, variant: str) -> pd.Series | None:
-    model = f"{d.name}/{variant}"
-    cue, shuffled = ev.correct(model, f"{d.name}/full"), ev.correct(model, f"{d.twin}/full")
+    cue, shuffled = _cue_cells(ev, d, variant)
     if cue is None or shuffled is None:
         return None
     return (cue - shuffled).dropna()
